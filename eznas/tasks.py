@@ -1,0 +1,70 @@
+"""Task identifiers: ``"nb201:cifar10"`` or ``"nds:DARTS_in"`` -> what a task means.
+
+A task is a (search space, benchmark file/dataset) pair. This module only parses names;
+ground truth lives in `benchmarks`, networks in `spaces`, images in `inputs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eznas.errors import EznasError
+
+NB201_DATASETS = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+NDS_IMAGENET_RESOLUTION = 64  # NDS ImageNet networks see CIFAR images resized to 64x64
+
+
+@dataclass(frozen=True)
+class Task:
+    """A parsed task id.
+
+    Attributes
+    ----------
+    name : the canonical id, e.g. ``"nb201:cifar100"``.
+    space : ``"nb201"`` or ``"nds"``.
+    key : the NB201 dataset name or the NDS file stem (``"DARTS_in"``).
+    num_classes : classifier width of the networks.
+    resolution : input image side in pixels.
+    images : which shared image set feeds the networks (``"cifar10"`` or ``"cifar100"``).
+    """
+
+    name: str
+    space: str
+    key: str
+    num_classes: int
+    resolution: int
+    images: str
+
+    @property
+    def imagenet_layout(self) -> bool:
+        """True for NDS ImageNet sweeps (``*_in``): stride-8 stem, 1000 classes."""
+        return self.space == "nds" and self.key.endswith("_in")
+
+
+def parse_task(task: str | Task) -> Task:
+    """Parse a task id; raise `EznasError` naming the valid forms if it is unknown."""
+    if isinstance(task, Task):
+        return task
+    space, sep, key = str(task).partition(":")
+    if not sep or not key:
+        raise EznasError(
+            f"unknown task {task!r}: expected 'nb201:<dataset>' or 'nds:<file stem>', "
+            f"e.g. 'nb201:cifar10' or 'nds:DARTS_in'"
+        )
+    if space == "nb201":
+        if key not in NB201_DATASETS:
+            raise EznasError(
+                f"unknown task {task!r}: NB201 datasets are {', '.join(NB201_DATASETS)}"
+            )
+        resolution = 16 if key == "ImageNet16-120" else 32
+        images = "cifar10" if key == "cifar10" else "cifar100"
+        return Task(task, "nb201", key, NB201_DATASETS[key], resolution, images)
+    if space == "nds":
+        if "/" in key or key.startswith("."):
+            raise EznasError(f"unknown task {task!r}: the NDS part is a file stem like 'DARTS_in'")
+        if key.endswith("_in"):
+            return Task(task, "nds", key, 1000, NDS_IMAGENET_RESOLUTION, "cifar10")
+        return Task(task, "nds", key, 10, 32, "cifar10")
+    raise EznasError(
+        f"unknown task {task!r}: the space must be 'nb201' or 'nds' (e.g. 'nb201:cifar10')"
+    )
