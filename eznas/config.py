@@ -1,0 +1,220 @@
+"""Run configuration: TOML -> frozen, validated dataclasses (pycls-style: every option in one
+place with a one-line comment and its default).
+
+Sections and keys (defaults in brackets)::
+
+    [run]        seed [0], n_jobs [1], backend ["loky"], address [""]
+    [tasks]      evolve, heldout, pool_size [200], sample_size [50], heldout_size [1000],
+                 aggregate ["mean"]
+    [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
+                 features [128], weight_rows [64], weight_cols [64], max_layers [24],
+                 hessian_probes [1], loss ["ce"]
+    [evolution]  population [300], generations [40], tournament_size [5], crossover_prob [0.7],
+                 mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
+                 max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10]
+
+``key=value`` overrides (``evolution.generations=5``) are applied after the file is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from eznas.errors import EznasError
+from eznas.tasks import parse_task
+
+BACKENDS = ("loky", "threading", "sequential", "dask", "ray")
+AGGREGATES = ("mean", "min")
+INPUT_KINDS = ("real", "noise")
+LOSSES = ("ce", "logit_sum")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the run executes."""
+
+    seed: int = 0  # master seed: every random choice of the run derives from it
+    n_jobs: int = 1  # parallel workers for statistics and fitness
+    backend: str = "loky"  # joblib backend: loky, threading, sequential, dask or ray
+    address: str = ""  # dask scheduler / ray cluster address ("" = start a local one)
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Which benchmarks the run evolves on and reports on."""
+
+    evolve: tuple[str, ...] = ("nb201:cifar10", "nds:DARTS_in", "nds:Amoeba_in", "nds:NASNet_in")  # fitness tasks
+    heldout: tuple[str, ...] = ("nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
+                                "nds:ResNeXt-A_in", "nds:ResNeXt-B_in")  # reported, never used for selection
+    pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
+    sample_size: int = 50  # networks per task drawn from the pool each generation for fitness
+    heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
+    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How network statistics are produced (changes here change the cache key)."""
+
+    batch_size: int = 64  # images per probe minibatch (N)
+    input_kind: str = "real"  # real images or Gaussian noise
+    net_seed: int = 0  # initialisation seed of every network
+    batch_seed: int = 0  # which images form the minibatch
+    features: int = 128  # F: columns kept of each layer's activations A and gradients G
+    weight_rows: int = 64  # R: rows kept of W, dW, H
+    weight_cols: int = 64  # C: columns kept of W, dW, H
+    max_layers: int = 24  # at most this many Conv/Linear nodes per network, evenly spread over depth
+    hessian_probes: int = 1  # Rademacher probes of the Hutchinson Hessian-diagonal estimate
+    loss: str = "ce"  # ce (cross-entropy on labels) or logit_sum (as EZNAS)
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """The genetic programming loop."""
+
+    population: int = 300  # individuals per generation
+    generations: int = 40  # generations after the initial one
+    tournament_size: int = 5  # tournament selection size
+    crossover_prob: float = 0.7  # probability that a selected pair is mated
+    mutation_prob: float = 0.3  # probability that an offspring is mutated
+    elites: int = 5  # best individuals copied unchanged into the next generation
+    init_min_depth: int = 2  # ramped half-and-half: smallest initial tree depth
+    init_max_depth: int = 5  # ramped half-and-half: largest initial tree depth
+    max_depth: int = 10  # static limit on tree depth after variation
+    max_size: int = 40  # static limit on tree size (nodes) after variation
+    hall_of_fame: int = 20  # best distinct programs kept over the whole run
+    pool_fitness_top: int = 10  # per generation, this many leaders are scored on the whole pool for the hall of fame
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run configuration."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (TOML/JSON friendly)."""
+        return {f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
+                for f in fields(self)}
+
+
+_SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeConfig, "evolution": EvolutionConfig}
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML config, apply ``section.key=value`` overrides, validate, return a `Config`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"config file {path} not found; see experiments/*.toml for examples") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise EznasError(f"{path}: malformed TOML ({e}); fix the syntax") from None
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain dict (as read from TOML) into a `Config`."""
+    sections = {}
+    for name, value in raw.items():
+        if name not in _SECTION_CLASSES:
+            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}")
+        if not isinstance(value, dict):
+            raise EznasError(f"{source}: [{name}] must be a table of keys")
+        sections[name] = _build_section(_SECTION_CLASSES[name], value, f"{source}: [{name}]")
+    config = Config(**sections)
+    _validate(config, source)
+    return config
+
+
+def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise EznasError(f"{where}: unknown key {key!r}; allowed: {', '.join(known)}")
+        default = known[key].default
+        kwargs[key] = _coerce(value, default, f"{where} {key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # tuple of task ids
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise EznasError(f"{where} = {value!r} has the wrong type; expected {type(default).__name__} like {default!r}")
+    return value
+
+
+def _validate(c: Config, source: str) -> None:
+    def check(cond: bool, key: str, value: Any, rule: str) -> None:
+        if not cond:
+            raise EznasError(f"{source}: {key} = {value!r} is out of range; {rule}")
+
+    check(c.run.backend in BACKENDS, "run.backend", c.run.backend, f"allowed: {', '.join(BACKENDS)}")
+    check(c.run.n_jobs >= 1, "run.n_jobs", c.run.n_jobs, "use 1 or more")
+    check(c.tasks.aggregate in AGGREGATES, "tasks.aggregate", c.tasks.aggregate, f"allowed: {', '.join(AGGREGATES)}")
+    check(len(c.tasks.evolve) >= 1, "tasks.evolve", list(c.tasks.evolve), "name at least one task")
+    for t in (*c.tasks.evolve, *c.tasks.heldout):
+        parse_task(t)
+    for key in ("pool_size", "sample_size", "heldout_size"):
+        check(getattr(c.tasks, key) >= 2, f"tasks.{key}", getattr(c.tasks, key), "use 2 or more networks")
+    check(c.tasks.sample_size <= c.tasks.pool_size, "tasks.sample_size", c.tasks.sample_size, "must not exceed tasks.pool_size")
+    check(c.probe.input_kind in INPUT_KINDS, "probe.input_kind", c.probe.input_kind, f"allowed: {', '.join(INPUT_KINDS)}")
+    check(c.probe.loss in LOSSES, "probe.loss", c.probe.loss, f"allowed: {', '.join(LOSSES)}")
+    check(2 <= c.probe.batch_size <= 5000, "probe.batch_size", c.probe.batch_size, "use 2..5000")
+    for key in ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes"):
+        check(getattr(c.probe, key) >= 1, f"probe.{key}", getattr(c.probe, key), "use 1 or more")
+    e = c.evolution
+    check(e.population >= 4, "evolution.population", e.population, "use 4 or more")
+    check(e.generations >= 0, "evolution.generations", e.generations, "use 0 or more")
+    check(2 <= e.tournament_size <= e.population, "evolution.tournament_size", e.tournament_size, "use 2..population")
+    for key in ("crossover_prob", "mutation_prob"):
+        check(0.0 <= getattr(e, key) <= 1.0, f"evolution.{key}", getattr(e, key), "use a probability in [0, 1]")
+    check(0 <= e.elites < e.population, "evolution.elites", e.elites, "use 0..population-1")
+    check(1 <= e.init_min_depth <= e.init_max_depth, "evolution.init_min_depth", e.init_min_depth, "use 1..init_max_depth")
+    check(e.init_max_depth <= e.max_depth, "evolution.init_max_depth", e.init_max_depth, "must not exceed max_depth")
+    check(e.max_depth <= 17, "evolution.max_depth", e.max_depth, "use 17 or less (Koza's limit)")
+    check(e.max_size >= 3, "evolution.max_size", e.max_size, "use 3 or more")
+    check(e.hall_of_fame >= 1, "evolution.hall_of_fame", e.hall_of_fame, "use 1 or more")
+    check(e.pool_fitness_top >= 1, "evolution.pool_fitness_top", e.pool_fitness_top, "use 1 or more")
+    if e.population * e.generations > 200_000:
+        warnings.warn(f"{source}: population x generations = {e.population * e.generations:,} evaluations is costly")
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise EznasError(f"override {item!r}: expected section.key=value, e.g. evolution.generations=5")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word is a string
+    raw.setdefault(section, {})[name] = value
+
+
+def dump(config: Config) -> str:
+    """The resolved config as JSON text (written into every run directory)."""
+    return json.dumps(config.to_dict(), indent=2)

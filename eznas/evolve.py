@@ -1,0 +1,330 @@
+"""The evolution loop, written out as in DEAP's ``algorithms.py``: select, vary, evaluate,
+update the hall of fame and Pareto front, log, checkpoint — each a named function.
+
+Every random choice derives from (run seed, generation, position), as in gplearn, so a run's
+result does not depend on the number of workers, and resuming from a checkpoint needs no saved
+RNG state: generation g after a resume is drawn exactly as it would have been.
+
+Fitness for selection is Kendall tau on networks freshly sampled each generation from every
+task's pool; the hall of fame ranks programs by tau on the whole pool (a stable yardstick).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from deap import gp
+
+from eznas import benchmarks, gp as programs
+from eznas.cache import StatsCache
+from eznas.config import Config, dump
+from eznas.errors import EznasError
+from eznas.fitness import WORST, Evaluator, Fitness, evaluate
+from eznas.parallel import run_tasks
+from eznas.pool import load_pool
+from eznas.statsbatch import StatsBatch, concat
+
+CHECKPOINT = "checkpoint.json"
+CHECKPOINT_VERSION = 1
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 32-bit seed from the run seed and a position (generation, index, purpose)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclass
+class State:
+    """Everything a run needs to continue: what the checkpoint holds."""
+
+    next_generation: int
+    population: list[str]
+    fitness: list[float]
+    scored: dict[str, dict[str, Any]] = field(default_factory=dict)  # program -> pool fitness record
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pools: dict[str, list[int]] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def to_json(self, config: Config) -> dict[str, Any]:
+        return {"version": CHECKPOINT_VERSION, "config": config.to_dict(), "next_generation": self.next_generation,
+                "population": self.population, "fitness": self.fitness, "scored": self.scored,
+                "hall_of_fame": hall_of_fame(self.scored, config.evolution.hall_of_fame),
+                "pareto_front": pareto_front(self.scored), "history": self.history, "pools": self.pools,
+                "elapsed": self.elapsed}
+
+
+# ----------------------------------------------------------------------------- variation
+
+def init_population(config: Config) -> list[gp.PrimitiveTree]:
+    """Ramped half-and-half: depths from init_min_depth to init_max_depth, full and grow alike."""
+    e = config.evolution
+    depths = list(range(e.init_min_depth, e.init_max_depth + 1))
+    pop, seen, attempt = [], set(), 0
+    while len(pop) < e.population:
+        rng = random.Random(derive_seed(config.run.seed, "init", attempt))
+        depth = depths[attempt % len(depths)]
+        method = "full" if (attempt // len(depths)) % 2 else "grow"
+        tree = programs.generate(programs.ROOT_TYPE, min(e.init_min_depth, depth), depth, method, rng)
+        attempt += 1
+        if str(tree) not in seen and _within_limits(tree, config) or attempt > 50 * e.population:
+            seen.add(str(tree))
+            pop.append(tree)
+    return pop
+
+
+def select(population: list[gp.PrimitiveTree], fitness: list[float], n: int, k: int, rng: random.Random) -> list[gp.PrimitiveTree]:
+    """Tournament selection: n winners of tournaments of k (ties go to the smaller tree)."""
+    winners = []
+    for _ in range(n):
+        aspirants = [rng.randrange(len(population)) for _ in range(k)]
+        best = max(aspirants, key=lambda i: (fitness[i], -len(population[i])))
+        winners.append(population[best])
+    return winners
+
+
+def vary(parents: list[gp.PrimitiveTree], config: Config, generation: int) -> list[gp.PrimitiveTree]:
+    """Crossover on pairs, then one of subtree / node-replacement / shrink mutation, each
+    seeded by (seed, generation, pair); a child over the depth or size limit is its parent."""
+    e, pset = config.evolution, programs.primitive_set()
+    children = []
+    for i in range(0, len(parents), 2):
+        pair = [copy.deepcopy(p) for p in parents[i:i + 2]]
+        random.seed(derive_seed(config.run.seed, generation, "vary", i))
+        rng = random.Random(derive_seed(config.run.seed, generation, "mutate", i))
+        if len(pair) == 2 and random.random() < e.crossover_prob:
+            a, b = gp.cxOnePoint(copy.deepcopy(pair[0]), copy.deepcopy(pair[1]))
+            pair = [c if _within_limits(c, config) else p for c, p in zip((a, b), pair)]
+        for j, child in enumerate(pair):
+            if random.random() < e.mutation_prob:
+                mutant = _mutate(copy.deepcopy(child), pset, rng, config)
+                pair[j] = mutant if _within_limits(mutant, config) else child
+        children.extend(pair)
+    return children
+
+
+def _mutate(tree: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, rng: random.Random, config: Config) -> gp.PrimitiveTree:
+    kind = rng.choice(("subtree", "node", "shrink"))
+    if kind == "subtree":
+        def expr(pset: gp.PrimitiveSetTyped, type_: type) -> gp.PrimitiveTree:
+            return programs.generate(type_, 0, rng.randint(1, 3), "grow", rng)
+        (tree,) = gp.mutUniform(tree, expr=expr, pset=pset)
+    elif kind == "node":
+        (tree,) = gp.mutNodeReplacement(tree, pset=pset)
+    else:
+        (tree,) = gp.mutShrink(tree)
+    return tree
+
+
+def _within_limits(tree: gp.PrimitiveTree, config: Config) -> bool:
+    return tree.height <= config.evolution.max_depth and len(tree) <= config.evolution.max_size
+
+
+def deduplicate(population: list[gp.PrimitiveTree], config: Config, generation: int) -> list[gp.PrimitiveTree]:
+    """Replace repeated programs by fresh random ones (seeded by generation and position)."""
+    seen, out = set(), []
+    for i, tree in enumerate(population):
+        attempt = 0
+        while str(tree) in seen and attempt < 20:
+            rng = random.Random(derive_seed(config.run.seed, generation, "fresh", i, attempt))
+            tree = programs.generate(programs.ROOT_TYPE, config.evolution.init_min_depth,
+                                     config.evolution.init_max_depth, "grow", rng)
+            attempt += 1
+        seen.add(str(tree))
+        out.append(tree)
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _evaluate_chunk(batch: StatsBatch, texts: list[str], aggregate: str) -> list[Fitness]:
+    evaluator = Evaluator(batch)
+    return [evaluate(evaluator, programs.parse(t), aggregate) for t in texts]
+
+
+def evaluate_population(texts: list[str], batch: StatsBatch, config: Config) -> list[Fitness]:
+    """Fitness of every program on ``batch``, in order; chunks go to the run's workers."""
+    n = max(1, config.run.n_jobs)
+    size = -(-len(texts) // n)
+    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    jobs = [(_evaluate_chunk, (batch, chunk, config.tasks.aggregate)) for chunk in chunks]
+    results = run_tasks(jobs, n_jobs=n, backend=config.run.backend, address=config.run.address)
+    return [f for chunk in results for f in chunk]
+
+
+def sample_batch(pools: dict[str, StatsBatch], config: Config, generation: int) -> StatsBatch:
+    """This generation's fitness networks: sample_size drawn afresh from every task's pool."""
+    parts = []
+    for task, pool in pools.items():
+        rng = np.random.default_rng(derive_seed(config.run.seed, generation, "sample", task))
+        k = min(config.tasks.sample_size, pool.n_nets)
+        parts.append(pool.select(np.sort(rng.choice(pool.n_nets, size=k, replace=False))))
+    return concat(parts)
+
+
+# ----------------------------------------------------------------------------- results
+
+def hall_of_fame(scored: dict[str, dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The best distinct programs of the run by pool fitness (ties: smaller first)."""
+    ranked = sorted(scored.values(), key=lambda r: (-r["fitness"], r["size"], r["expr"]))
+    return ranked[:size]
+
+
+def pareto_front(scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Programs not beaten by a smaller-or-equal one with higher pool fitness, by size."""
+    front, best = [], -float("inf")
+    for r in sorted(scored.values(), key=lambda r: (r["size"], -r["fitness"], r["expr"])):
+        if r["fitness"] > best:
+            front.append(r)
+            best = r["fitness"]
+    return front
+
+
+def score_leaders(population: list[str], fitness: list[float], state: State, full: Evaluator,
+                  config: Config, generation: int) -> None:
+    """Score the generation's leaders (not yet scored) on the whole pool, for the hall of fame."""
+    order = sorted(range(len(population)), key=lambda i: (-fitness[i], len(population[i])))
+    added = 0
+    for i in order:
+        if added >= config.evolution.pool_fitness_top or fitness[i] == WORST:
+            break
+        text = population[i]
+        if text in state.scored:
+            continue
+        tree = programs.parse(text)
+        f = evaluate(full, tree, config.tasks.aggregate)
+        state.scored[text] = {"expr": text, "infix": programs.infix(tree), "size": len(tree), "depth": tree.height,
+                              "fitness": f.value, "taus": f.taus, "generation": generation}
+        added += 1
+
+
+def log_generation(state: State, generation: int, fits: list[Fitness], population: list[str], seconds: float,
+                   config: Config, echo: Callable[[str], None]) -> None:
+    """Append this generation's record to the history and print one line."""
+    values = [f.value for f in fits]
+    best = max(range(len(fits)), key=lambda i: values[i])
+    hof = hall_of_fame(state.scored, 1)
+    sizes = [len(programs.parse(t)) for t in population]
+    record = {"gen": generation, "evals": len(fits), "best": values[best], "median": statistics.median(values),
+              "valid": sum(f.valid for f in fits) / len(fits), "median_size": statistics.median(sizes),
+              "best_taus": fits[best].taus, "hof_fitness": hof[0]["fitness"] if hof else WORST,
+              "seconds": round(seconds, 3)}
+    state.history.append(record)
+    done = generation + 1
+    left = (config.evolution.generations + 1 - done) * state.elapsed / max(1, len(state.history))
+    echo(f"gen {generation:4d}  evals {len(fits):5d}  best {record['best']:+.4f}  median {record['median']:+.4f}  "
+         f"valid {record['valid']:.0%}  size {record['median_size']:5.1f}  hof {record['hof_fitness']:+.4f}  "
+         f"{seconds:6.1f}s  left {left / 60:5.1f} min")
+
+
+def write_checkpoint(out: Path, state: State, config: Config) -> None:
+    """Write the checkpoint and the JSONL logbook atomically (temp file, then rename)."""
+    _atomic_write(out / CHECKPOINT, json.dumps(state.to_json(config), indent=1))
+    _atomic_write(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(out: Path) -> dict[str, Any]:
+    """Load a run directory's checkpoint; a missing or corrupt one is a clear error."""
+    path = out / CHECKPOINT
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EznasError(f"{path} is corrupt (not valid JSON); restore it or start over with --force") from None
+    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or "population" not in data:
+        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; start over with --force")
+    return data
+
+
+# ----------------------------------------------------------------------------- the run
+
+def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, echo: Callable[[str], None]) -> tuple[dict[str, StatsBatch], dict[str, list[int]]]:
+    """Sample every evolution task's pool (seeded) and load its statistics, computing what is missing."""
+    pools, indices = {}, {}
+    for task in config.tasks.evolve:
+        records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
+        records = sorted(records, key=lambda r: r["index"])
+        pools[task] = load_pool(task, records, config.probe, cache, config.run.n_jobs, config.run.backend,
+                                config.run.address, data_dir)
+        indices[task] = [r["index"] for r in records]
+    echo(f"pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
+    return pools, indices
+
+
+def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
+    """Check the run directory: writable, and not holding another run unless --resume/--force."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EznasError(f"cannot create run directory {out}: {e.strerror}; choose another --out") from None
+    if not os.access(out, os.W_OK):
+        raise EznasError(f"run directory {out} is not writable; choose another --out")
+    has_run = (out / CHECKPOINT).exists()
+    if resume and not has_run:
+        raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
+    if has_run and not resume and not force:
+        raise EznasError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
+
+
+def run(config: Config, out: str | os.PathLike, resume: bool = False, force: bool = False,
+        data_dir: str | None = None, cache_dir: str | None = None, echo: Callable[[str], None] = print) -> State:
+    """Run (or resume) an evolution into ``out``; returns the final state."""
+    out = Path(out)
+    prepare_out_dir(out, resume, force)
+    if resume:
+        saved = read_checkpoint(out)
+        if saved["config"] != config.to_dict():
+            raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config (see {out / 'config.json'}) or --force")
+    cache = StatsCache(cache_dir) if cache_dir else StatsCache()
+    pools, indices = evolution_pools(config, cache, data_dir, echo)
+    full = Evaluator(concat(list(pools.values())))
+    if resume:
+        state = State(next_generation=saved["next_generation"], population=saved["population"], fitness=saved["fitness"],
+                      scored=saved["scored"], history=saved["history"], pools=saved["pools"], elapsed=saved["elapsed"])
+        echo(f"resuming {out} at generation {state.next_generation}")
+    else:
+        _atomic_write(out / "config.json", dump(config))
+        state = State(next_generation=0, population=[], fitness=[], pools=indices)
+    e = config.evolution
+    while state.next_generation <= e.generations:
+        g, start = state.next_generation, time.perf_counter()
+        if g == 0:
+            trees = init_population(config)
+        else:
+            trees = [programs.parse(t) for t in state.population]
+            ranked = sorted(range(len(trees)), key=lambda i: (-state.fitness[i], len(trees[i])))
+            elites = [trees[i] for i in ranked[:e.elites]]
+            rng = random.Random(derive_seed(config.run.seed, g, "select"))
+            parents = select(trees, state.fitness, e.population - e.elites, e.tournament_size, rng)
+            trees = deduplicate(elites + vary(parents, config, g), config, g)
+        texts = [str(t) for t in trees]
+        fits = evaluate_population(texts, sample_batch(pools, config, g), config)
+        state.population, state.fitness = texts, [f.value for f in fits]
+        score_leaders(texts, state.fitness, state, full, config, g)
+        seconds = time.perf_counter() - start
+        state.elapsed += seconds
+        state.next_generation = g + 1
+        log_generation(state, g, fits, texts, seconds, config, echo)
+        write_checkpoint(out, state, config)
+    return state

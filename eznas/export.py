@@ -1,0 +1,135 @@
+"""Export: a program -> one standalone Python file (the torch target).
+
+The file imports only torch, math and the standard library and defines
+``score(net, inputs, targets) -> float`` (higher = better). It embeds the probe module's
+source verbatim (so statistics are computed exactly as the engine computes them, restricted
+to those the program needs) and the source of the primitives it uses, from the emitter table
+`primitives.source_of`. Its score equals the engine's score for the same net and batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+from deap import gp
+
+import primitives
+from eznas import gp as programs
+from eznas import probe as probe_module
+from eznas.gp import CONSTANTS
+from eznas.probe import ProbeSettings
+
+
+def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]:
+    """Straight-line code computing ``tree`` (one line per distinct subtree).
+
+    Returns the body lines (the last assigns ``result``), the primitive names used and the
+    statistics (terminals) read.
+    """
+    lines: list[str] = []
+    names: dict[str, str] = {}
+    used, stats = set(), set()
+
+    def emit(i: int) -> tuple[str, int]:
+        end = tree.searchSubtree(i).stop
+        key = str(gp.PrimitiveTree(tree[i:end]))
+        node = tree[i]
+        if key in names:
+            return names[key], end
+        if isinstance(node, gp.Terminal):
+            if node.name in CONSTANTS:
+                typ, value = CONSTANTS[node.name]
+                size = "n_layers" if typ is primitives.LScalar else "1"
+                expr = f"torch.full(({size},), {value!r})"
+            else:
+                stats.add(node.name)
+                expr = f"t[{node.name!r}]"
+        else:
+            args, j = [], i + 1
+            for _ in range(node.arity):
+                a, j = emit(j)
+                args.append(a)
+            used.add(node.name)
+            if primitives.by_name(node.name).aggregator:
+                args.append("layers")
+            expr = f"{node.name}({', '.join(args)})"
+        var = f"v{len(names)}"
+        names[key] = var
+        lines.append(f"{var} = {expr}")
+        return var, end
+
+    last, _ = emit(0)
+    lines.append(f"result = {last}")
+    return lines, used, stats
+
+
+def _module_body(module: Any) -> str:
+    """A module's source without its docstring and ``from __future__`` line."""
+    source = inspect.getsource(module)
+    tree_doc = inspect.getdoc(module)
+    body = source
+    if tree_doc:
+        start = source.find('"""')
+        end = source.find('"""', start + 3)
+        body = source[end + 3:]
+    return "\n".join(line for line in body.splitlines() if not line.startswith("from __future__"))
+
+
+def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None) -> str:
+    """The standalone module text for program ``expr`` probed with ``settings``."""
+    tree = programs.parse(expr)
+    lines, used, stats = program_code(tree)
+    readable = programs.infix(tree)
+    info_text = json.dumps(info or {}, indent=1, sort_keys=True, default=str)
+    settings_args = ", ".join(f"{k}={v!r}" for k, v in settings.__dict__.items())
+    body = "\n".join(f"    {line}" for line in lines)
+    return f'''"""Zero-cost proxy evolved by eznas.
+
+    score = {readable}
+
+Prefix form (eznas's own): {expr}
+
+Usage::
+
+    from this_file import score
+    s = score(net, inputs, targets)   # higher = better; net is left unchanged
+
+Works on any torch network of Conv2d/Linear layers. Imports only torch, math and the standard
+library. Statistics are computed by the embedded eznas probe (version {probe_module.PROBE_VERSION}).
+
+Run information:
+{info_text}
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- eznas probe (embedded)
+{_module_body(probe_module)}
+
+# ---------------------------------------------------------------- primitives (embedded)
+{primitives.source_of(sorted(used))}
+
+# ---------------------------------------------------------------- the evolved program
+EXPRESSION = {expr!r}
+SETTINGS = ProbeSettings({settings_args})
+NEEDS = frozenset({sorted(stats | {"depth"})!r})
+
+
+def _program(t, layers, n_layers):
+    """Evaluate the evolved expression on one network's statistics ``t``."""
+{body}
+    return result
+
+
+def score(net, inputs, targets) -> float:
+    """The proxy's score of ``net`` on the batch ``(inputs, targets)``; higher = better."""
+    stats = probe(net, inputs, targets, SETTINGS, needs=NEEDS)
+    t = dict(stats.layers)
+    t.update({{k: torch.tensor([float(v)], dtype=torch.float32) for k, v in stats.net.items()}})
+    n_layers = stats.layers["depth"].shape[0]
+    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=stats.layers["depth"])
+    with torch.no_grad():
+        return float(_program(t, layers, n_layers)[0])
+'''

@@ -1,0 +1,115 @@
+"""Fitness: a program x a batch of networks -> scores -> Kendall tau-b per task -> one number.
+
+Direction: greater is better; `WORST` (-1.0, the lowest possible tau) is given to any program
+whose scores on a task are non-finite or constant, or that raises: the run carries on.
+A program is evaluated on all layers of all networks at once, and every distinct subtree's
+value is memoised (populations share most subtrees).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from deap import gp
+from scipy import stats as sps
+
+import primitives
+from eznas.gp import CONSTANTS
+from eznas.statsbatch import StatsBatch
+
+GREATER_IS_BETTER = True
+WORST = -1.0
+
+
+class Evaluator:
+    """Evaluates programs on one `StatsBatch`, memoising subtree values up to ``memo_bytes``."""
+
+    def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30):
+        self.batch = batch
+        self.context = batch.context()
+        self.memo_bytes = memo_bytes
+        self._memo: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._n_layers = len(batch.seg)
+
+    def scores(self, tree: gp.PrimitiveTree) -> torch.Tensor:
+        """Per-network scores [B] of ``tree`` (may contain non-finite values)."""
+        with torch.no_grad():
+            value, _ = self._eval(tree, 0)
+        return value
+
+    def _eval(self, tree: gp.PrimitiveTree, i: int) -> tuple[torch.Tensor, int]:
+        end = tree.searchSubtree(i).stop
+        key = str(gp.PrimitiveTree(tree[i:end])) if end - i > 1 else tree[i].name
+        hit = self._memo.get(key)
+        if hit is not None:
+            self._memo.move_to_end(key)
+            return hit, end
+        node = tree[i]
+        if isinstance(node, gp.Terminal):
+            value = self._terminal(node.name)
+        else:
+            args, j = [], i + 1
+            for _ in range(node.arity):
+                v, j = self._eval(tree, j)
+                args.append(v)
+            prim = primitives.by_name(node.name)
+            value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
+        self._remember(key, value)
+        return value, end
+
+    def _terminal(self, name: str) -> torch.Tensor:
+        if name in CONSTANTS:
+            typ, v = CONSTANTS[name]
+            n = self._n_layers if typ is primitives.LScalar else self.batch.n_nets
+            return torch.full((n,), v, dtype=torch.float32)
+        if name in self.batch.layers:
+            return self.batch.layers[name]
+        return self.batch.net[name]
+
+    def _remember(self, key: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if size > self.memo_bytes:
+            return
+        self._memo[key] = value
+        self._bytes += size
+        while self._bytes > self.memo_bytes:
+            _, old = self._memo.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
+
+
+def kendall_tau(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    """Kendall tau-b of scores vs accuracy; `WORST` when scores are non-finite or constant."""
+    if len(scores) < 2 or not np.all(np.isfinite(scores)) or np.all(scores == scores[0]):
+        return WORST
+    tau = sps.kendalltau(scores, accuracy).statistic
+    return float(tau) if math.isfinite(tau) else WORST
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """Fitness of one program on one batch: aggregate value and tau per task."""
+
+    value: float
+    taus: dict[str, float]
+    valid: bool
+
+
+def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mean") -> Fitness:
+    """Score ``tree`` on the evaluator's batch and reduce per-task taus with ``aggregate``."""
+    batch = evaluator.batch
+    try:
+        scores = evaluator.scores(tree).double().numpy()
+    except (RuntimeError, ValueError, IndexError):  # a primitive failing is a bad program, not a crash
+        scores = np.full(batch.n_nets, np.nan)
+    taus = {}
+    for task in dict.fromkeys(batch.task.tolist()):
+        mask = batch.task == task
+        taus[task] = kendall_tau(scores[mask], batch.accuracy[mask])
+    values = list(taus.values())
+    value = float(np.mean(values)) if aggregate == "mean" else float(np.min(values))
+    return Fitness(value=value, taus=taus, valid=all(t != WORST for t in values))

@@ -1,0 +1,163 @@
+"""Programs: the DEAP typed primitive set built from the `primitives` registry, a tree
+generator that never dead-ends on a type, and the on-disk string form with a safe parser.
+
+The prefix string (DEAP's ``PrimitiveTree.__str__``, e.g. ``n_add(l_mean(...), log_params)``)
+is the only stored form. `parse` reads it back by matching tokens against the primitive set;
+no file text is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import lru_cache
+
+from deap import gp
+
+import primitives
+from eznas.errors import EznasError
+
+ROOT_TYPE = primitives.NScalar
+CONSTANTS = {  # named constant terminals (rank-only fitness needs few)
+    "l_one": (primitives.LScalar, 1.0), "l_two": (primitives.LScalar, 2.0), "l_half": (primitives.LScalar, 0.5),
+    "n_one": (primitives.NScalar, 1.0), "n_two": (primitives.NScalar, 2.0), "n_half": (primitives.NScalar, 0.5),
+}
+
+
+@lru_cache(maxsize=1)
+def primitive_set() -> gp.PrimitiveSetTyped:
+    """The typed primitive set: every registry primitive, data terminal and named constant."""
+    pset = gp.PrimitiveSetTyped("PROXY", [], ROOT_TYPE)
+    for p in primitives.PRIMITIVES:
+        pset.addPrimitive(p.func, list(p.in_types), p.ret_type, name=p.name)
+    for t in primitives.TERMINALS:
+        pset.addTerminal(t.name, t.type, name=t.name)
+    for name, (typ, value) in CONSTANTS.items():
+        pset.addTerminal(value, typ, name=name)
+    return pset
+
+
+@lru_cache(maxsize=1)
+def _min_depths() -> dict[type, int]:
+    """Smallest tree depth (0 = a terminal) that yields each type."""
+    pset = primitive_set()
+    depth = {t: 0 for t, terms in pset.terminals.items() if terms}
+    changed = True
+    while changed:
+        changed = False
+        for ret, prims in pset.primitives.items():
+            for p in prims:
+                if all(a in depth for a in p.args):
+                    d = 1 + max(depth[a] for a in p.args)
+                    if d < depth.get(ret, 1 << 30):
+                        depth[ret] = d
+                        changed = True
+    return depth
+
+
+def generate(type_: type, min_depth: int, max_depth: int, method: str, rng: random.Random) -> gp.PrimitiveTree:
+    """Grow a random tree of ``type_`` whose depth lies in [min_depth, max_depth] where possible.
+
+    ``method="full"`` prefers primitives until ``min_depth`` and as long as they fit;
+    ``"grow"`` picks terminals or primitives freely after ``min_depth``. A type with no
+    terminals always gets a primitive that can still close within ``max_depth``; a type with
+    no fitting primitive falls back to a terminal. This never raises DEAP's IndexError.
+    """
+    pset, need = primitive_set(), _min_depths()
+    nodes: list = []
+
+    def build(t: type, depth: int) -> None:
+        terms = pset.terminals.get(t, [])
+        room = max_depth - depth  # depth still available below this node
+        prims = [p for p in pset.primitives.get(t, []) if all(need[a] < room for a in p.args)]
+        want_prim = depth < min_depth or (method == "full") or rng.random() < 0.5
+        if prims and (want_prim or not terms):
+            p = rng.choice(prims)
+            nodes.append(p)
+            for a in p.args:
+                build(a, depth + 1)
+        elif terms:
+            nodes.append(rng.choice(terms))
+        else:  # no terminal and nothing fits: take the shallowest primitive (exceeds max_depth slightly)
+            p = min(pset.primitives[t], key=lambda q: max(need[a] for a in q.args))
+            nodes.append(p)
+            for a in p.args:
+                build(a, depth + 1)
+
+    build(type_, 0)
+    return gp.PrimitiveTree(nodes)
+
+
+_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*|\(|\)|,)\s*")
+
+
+def parse(text: str) -> gp.PrimitiveTree:
+    """Parse a prefix expression string into a type-checked tree (no evaluation of text)."""
+    pset = primitive_set()
+    tokens, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise EznasError(f"cannot parse program {text!r} at character {pos}")
+        tokens.append(m.group(1))
+        pos = m.end()
+    nodes: list = []
+    i = _parse_node(tokens, 0, ROOT_TYPE, pset, nodes, text)
+    if i != len(tokens):
+        raise EznasError(f"trailing text in program {text!r}")
+    return gp.PrimitiveTree(nodes)
+
+
+def _parse_node(tokens: list[str], i: int, want: type, pset: gp.PrimitiveSetTyped, nodes: list, text: str) -> int:
+    if i >= len(tokens):
+        raise EznasError(f"program {text!r} ends too early")
+    name = tokens[i]
+    node = pset.mapping.get(name)
+    if node is None:
+        raise EznasError(f"unknown primitive or terminal {name!r} in program {text!r}")
+    if node.ret is not want:
+        raise EznasError(f"type error in program {text!r}: {name} gives {node.ret.__name__}, {want.__name__} expected")
+    nodes.append(node)
+    if isinstance(node, gp.Terminal):
+        return i + 1
+    if tokens[i + 1: i + 2] != ["("]:
+        raise EznasError(f"program {text!r}: {name} needs arguments in parentheses")
+    i += 2
+    for k, arg in enumerate(node.args):
+        if k:
+            if tokens[i: i + 1] != [","]:
+                raise EznasError(f"program {text!r}: {name} expects {node.arity} arguments")
+            i += 1
+        i = _parse_node(tokens, i, arg, pset, nodes, text)
+    if tokens[i: i + 1] != [")"]:
+        raise EznasError(f"program {text!r}: {name} expects {node.arity} arguments")
+    return i + 1
+
+
+_INFIX = {"add": "+", "sub": "-", "mul": "*", "div_safe": "/"}
+
+
+def infix(tree: gp.PrimitiveTree) -> str:
+    """Readable infix form: type prefixes dropped, +, -, *, / for arithmetic."""
+    out, _ = _infix(tree, 0)
+    return out
+
+
+def _infix(tree: gp.PrimitiveTree, i: int) -> tuple[str, int]:
+    node = tree[i]
+    if isinstance(node, gp.Terminal):
+        name = node.name
+        return (repr(node.value) if name in CONSTANTS else name), i + 1
+    args, j = [], i + 1
+    for _ in range(node.arity):
+        s, j = _infix(tree, j)
+        args.append(s)
+    base = node.name.split("_", 1)[1] if node.name[:2] in ("w_", "a_", "g_", "l_", "n_") else node.name
+    if base in _INFIX and len(args) == 2:
+        return f"({args[0]} {_INFIX[base]} {args[1]})", j
+    return f"{base}({', '.join(args)})", j
+
+
+def subtrees(tree: gp.PrimitiveTree) -> list[tuple[int, int]]:
+    """``(start, end)`` slice of every node's subtree, in prefix order."""
+    return [(i, tree.searchSubtree(i).stop) for i in range(len(tree))]

@@ -1,0 +1,92 @@
+"""Statistics pools: a task's sampled networks -> cached `NetworkStats` -> one `StatsBatch`.
+
+Each network is built (seeded), fed one minibatch, probed, and its statistics stored in the
+cache under a key of everything that changes the numbers; later runs reload instead of
+recomputing. Missing networks are computed on joblib workers with a progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from eznas import inputs
+from eznas.cache import StatsCache, stats_key
+from eznas.config import ProbeConfig
+from eznas.parallel import run_tasks
+from eznas.probe import PROBE_VERSION, NetworkStats, ProbeSettings, probe
+from eznas.spaces import build_network
+from eznas.statsbatch import StatsBatch, stack
+from eznas.tasks import parse_task
+
+
+def probe_settings(cfg: ProbeConfig) -> ProbeSettings:
+    """The probe's own settings from a run's probe config."""
+    return ProbeSettings(features=cfg.features, weight_rows=cfg.weight_rows, weight_cols=cfg.weight_cols,
+                         max_layers=cfg.max_layers, hessian_probes=cfg.hessian_probes, loss=cfg.loss)
+
+
+def network_key(task: str, arch: Any, cfg: ProbeConfig) -> str:
+    """Cache key of one network's statistics."""
+    return stats_key(task=task, arch=arch, net_seed=cfg.net_seed,
+                     batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
+                     probe=probe_settings(cfg).__dict__, version=PROBE_VERSION)
+
+
+def compute_stats(task: str, arch: Any, cfg: ProbeConfig, data_dir: str | os.PathLike | None = None) -> NetworkStats:
+    """Build the network, draw its minibatch and probe it (no cache)."""
+    net = build_network(task, arch, seed=cfg.net_seed)
+    x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
+    return probe(net, x, y, probe_settings(cfg))
+
+
+def _fill_one(task: str, arch: Any, cfg: ProbeConfig, cache_root: str, data_dir: str | None, threads: int) -> float:
+    """Worker: compute one network's statistics into the cache; returns seconds spent."""
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    stats = compute_stats(task, arch, cfg, data_dir)
+    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": task, "arch": arch})
+    return time.perf_counter() - start
+
+
+def fill_cache(
+    task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
+    n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> int:
+    """Compute and cache the statistics of every record not cached yet; returns how many were computed."""
+    parse_task(task)
+    todo = [r for r in records if not cache.path(network_key(task, r["arch"], cfg)).is_file()]
+    if not todo:
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    jobs = [(_fill_one, (task, r["arch"], cfg, str(cache.root), None if data_dir is None else str(data_dir), threads))
+            for r in todo]
+    bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
+    for _ in run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address):
+        bar.update(1)
+    bar.close()
+    return len(todo)
+
+
+def load_pool(
+    task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
+    n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> StatsBatch:
+    """The `StatsBatch` of ``records`` of ``task``, computing what the cache lacks first."""
+    fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress)
+    stats = []
+    for r in records:
+        key = network_key(task, r["arch"], cfg)
+        s = cache.load(key)
+        if s is None:  # corrupt file: the cache warned; recompute in-process
+            s = compute_stats(task, r["arch"], cfg, data_dir)
+            cache.save(key, s, {"task": task, "arch": r["arch"]})
+        stats.append(s)
+    return stack(stats, [r["accuracy"] for r in records], [task] * len(records), [r["index"] for r in records])
