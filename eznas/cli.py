@@ -30,6 +30,18 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
 
 
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None, help="statistics cache (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
+
+
+def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
+    note = " (default: from the config)" if defaults_from_config else ""
+    p.add_argument("--jobs", type=int, default=None, help=f"parallel workers{note or ' (default 1)'}")
+    p.add_argument("--backend", default=None, choices=["loky", "threading", "sequential", "dask", "ray"],
+                   help=f"joblib backend{note or ' (default loky)'}")
+    p.add_argument("--address", default=None, help="dask scheduler or ray cluster address")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
@@ -41,6 +53,45 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch", help="NB201 architecture string")
     g.add_argument("--index", type=int, help="architecture index in the benchmark file")
     _add_data_dir(p)
+
+    p = sub.add_parser("stats", help="fill the statistics cache for a task (resumable, with progress)")
+    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--n", type=int, default=200, help="networks to probe, a seeded sample (default 200)")
+    g.add_argument("--all", action="store_true", help="probe every network of the task")
+    p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    p.add_argument("--config", help="take the [probe] settings from this run config (default: built-in defaults)")
+    _add_parallel(p)
+    _add_data_dir(p)
+    _add_cache_dir(p)
+
+    p = sub.add_parser("evolve", help="launch or resume an evolution run")
+    p.add_argument("config", help="run config (TOML), e.g. experiments/default.toml")
+    p.add_argument("--out", required=True, help="run directory (checkpoint written there every generation)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
+    p.add_argument("--seed", type=int, help="override run.seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
+    _add_parallel(p, defaults_from_config=True)
+    _add_data_dir(p)
+    _add_cache_dir(p)
+
+    p = sub.add_parser("inspect", help="show the best programs and the Pareto front of a run",
+                       description="Hall of fame and Pareto front of a run. Policies mark one row with >>>>: "
+                                   "'accuracy' = highest pool fitness; 'parsimony' = smallest program within 0.01 "
+                                   "of the highest pool fitness.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to show (default 10)")
+    p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
+    p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
+    _add_data_dir(p)
+    _add_cache_dir(p)
+
+    p = sub.add_parser("export", help="write a discovered program as a standalone Python proxy")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--rank", type=int, default=0, help="hall-of-fame rank to export (default 0, the best)")
+    p.add_argument("-o", "--output", required=True, help="output .py file")
     return parser
 
 
@@ -70,6 +121,87 @@ def _info(args: argparse.Namespace) -> int:
     params = count_params(build_network(task, record["arch"], device="meta"))
     print(f"{task.name} #{index}: accuracy {record['accuracy']:.2f} %, {params} parameters")
     print(f"arch: {record['arch']}")
+    return 0
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    items = list(args.overrides)
+    if args.seed is not None:
+        items.append(f"run.seed={args.seed}")
+    if args.jobs is not None:
+        items.append(f"run.n_jobs={args.jobs}")
+    if args.backend is not None:
+        items.append(f'run.backend="{args.backend}"')
+    if args.address is not None:
+        items.append(f'run.address="{args.address}"')
+    return items
+
+
+@command("stats")
+def _stats(args: argparse.Namespace) -> int:
+    from eznas import benchmarks, config
+    from eznas.cache import StatsCache
+    from eznas.pool import fill_cache
+
+    probe_cfg = config.load(args.config).probe if args.config else config.ProbeConfig()
+    records = benchmarks.load_task(args.task, args.data_dir) if args.all else benchmarks.sample(args.task, args.n, args.seed, args.data_dir)
+    cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
+    done = fill_cache(args.task, records, probe_cfg, cache, args.jobs or 1, args.backend or "loky", args.address or "", args.data_dir)
+    print(f"{args.task}: {len(records)} networks, {done} computed, {len(records) - done} already cached in {cache.root}")
+    return 0
+
+
+@command("evolve")
+def _evolve(args: argparse.Namespace) -> int:
+    from eznas import config, evolve
+
+    cfg = config.load(args.config, _run_overrides(args))
+    state = evolve.run(cfg, args.out, resume=args.resume, force=args.force, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    best = evolve.hall_of_fame(state.scored, 1)
+    if best:
+        b = best[0]
+        print(f"best: {b['infix']}")
+        print("  pool tau: " + ", ".join(f"{t} {v:+.4f}" for t, v in b["taus"].items()) + f"; fitness {b['fitness']:+.4f}")
+    return 0
+
+
+@command("inspect")
+def _inspect(args: argparse.Namespace) -> int:
+    from eznas.report import inspect_run
+
+    print(inspect_run(args.run, top=args.top, policy=args.policy, heldout=not args.no_heldout,
+                      data_dir=args.data_dir, cache_dir=args.cache_dir))
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eznas import config
+    from eznas.evolve import read_checkpoint
+    from eznas.export import export_source
+    from eznas.pool import probe_settings
+
+    out = Path(args.run)
+    ckpt = read_checkpoint(out)
+    hof = ckpt["hall_of_fame"]
+    if not 0 <= args.rank < len(hof):
+        raise EznasError(f"--rank {args.rank} does not exist: {out} has hall-of-fame ranks 0..{len(hof) - 1}")
+    row = hof[args.rank]
+    cfg = config.from_dict(ckpt["config"], source=str(out / "checkpoint.json"))
+    info = {"run": str(out), "rank": args.rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
+            "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": cfg.probe.__dict__}
+    text = export_source(row["expr"], probe_settings(cfg.probe), info)
+    target = Path(args.output)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    except OSError as e:
+        raise EznasError(f"cannot write {target}: {e.strerror}; choose another -o path") from None
+    print(f"wrote {target}: score = {row['infix']}")
     return 0
 
 
