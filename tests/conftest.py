@@ -1,0 +1,40 @@
+"""Shared test fixtures: the data directory and a helper to run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path | None:
+    for d in (os.environ.get("EZNAS_DATA_DIR"), REPO / "data", REPO.parent / "shared" / "data"):
+        if d and (Path(d) / "nb201" / "nats_bench.csv").is_file():
+            return Path(d)
+    return None
+
+
+DATA_DIR = _data_dir()
+needs_data = pytest.mark.skipif(DATA_DIR is None, reason="benchmark data not found (set EZNAS_DATA_DIR)")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The benchmark data directory (tests needing it are skipped without it)."""
+    if DATA_DIR is None:
+        pytest.skip("benchmark data not found (set EZNAS_DATA_DIR)")
+    return DATA_DIR
+
+
+def run_cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m eznas.cli ARGS`` and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    if DATA_DIR is not None:
+        full_env.setdefault("EZNAS_DATA_DIR", str(DATA_DIR))
+    return subprocess.run([sys.executable, "-m", "eznas.cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
