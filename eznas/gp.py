@@ -135,6 +135,7 @@ def _parse_node(tokens: list[str], i: int, want: type, pset: gp.PrimitiveSetType
 
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div_safe": "/"}
+_TYPE_PREFIXES = ("w_", "a_", "gram_", "l_", "n_", "agg_")
 
 
 def infix(tree: gp.PrimitiveTree) -> str:
@@ -147,12 +148,16 @@ def _infix(tree: gp.PrimitiveTree, i: int) -> tuple[str, int]:
     node = tree[i]
     if isinstance(node, gp.Terminal):
         name = node.name
-        return (repr(node.value) if name in CONSTANTS else name), i + 1
+        return (repr(CONSTANTS[name][1]) if name in CONSTANTS else name), i + 1
     args, j = [], i + 1
     for _ in range(node.arity):
         s, j = _infix(tree, j)
         args.append(s)
-    base = node.name.split("_", 1)[1] if node.name[:2] in ("w_", "a_", "g_", "l_", "n_") else node.name
+    base = node.name
+    for prefix in _TYPE_PREFIXES:
+        if base.startswith(prefix):
+            base = base[len(prefix):]
+            break
     if base in _INFIX and len(args) == 2:
         return f"({args[0]} {_INFIX[base]} {args[1]})", j
     return f"{base}({', '.join(args)})", j
