@@ -1,0 +1,178 @@
+"""`NetworkStats` on disk: one content-addressed ``.safetensors`` file per network and batch.
+
+The key is the sha256 of a canonical JSON of everything that changes the numbers (task,
+architecture, network seed, batch settings, probe settings, `PROBE_VERSION`), so a changed
+setting never reads stale stats. A file holds the layer tensors as ``layers.<name>`` and, in
+the safetensors string metadata under ``"eznas"``, a JSON object with the net scalars, the
+caller's ``meta`` and the probe version. Files are written to a temporary file in the same
+directory and moved into place with ``os.replace``, so readers never see half a file. Nothing
+is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
+treated as missing, so the caller recomputes (and overwrites) it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import warnings
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from eznas.probe import PROBE_VERSION, NetworkStats
+
+ENV_VAR = "EZNAS_CACHE_DIR"
+DEFAULT_DIR = ".eznas_cache"
+SUFFIX = ".safetensors"
+_PREFIX = "layers."
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+class CacheWarning(UserWarning):
+    """A cache file could not be read and will be recomputed."""
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` as plain JSON types (dataclasses as dicts, tuples as lists, paths as str)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"stats_key: cannot encode {type(value).__name__} value {value!r} as JSON")
+
+
+def canonical_json(parts: dict[str, Any]) -> str:
+    """Sorted-key, whitespace-free JSON of ``parts`` plus the probe version."""
+    doc = _canonical({**parts, "probe_version": PROBE_VERSION})
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def stats_key(**parts: Any) -> str:
+    """The cache key of a probe: sha256 hex of `canonical_json` of ``parts``.
+
+    Pass everything that changes the numbers, e.g. ``stats_key(task="nb201:cifar10",
+    arch=arch, seed=0, batch={"images": "cifar10", "n": 64, "seed": 0}, settings=settings)``;
+    ``arch`` may be a string or a dict, ``settings`` a `ProbeSettings` (any dataclass works).
+    """
+    return sha256(canonical_json(parts).encode()).hexdigest()
+
+
+class StatsCache:
+    """A directory of stats files, ``<root>/<key[:2]>/<key>.safetensors``.
+
+    Parameters
+    ----------
+    root : the directory; default ``$EZNAS_CACHE_DIR`` or ``./.eznas_cache``. Created on
+        the first save.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        if root is None:
+            root = os.environ.get(ENV_VAR) or DEFAULT_DIR
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """Where the stats of ``key`` live (``key`` must be a `stats_key`)."""
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"StatsCache: key {key!r} is not a sha256 hex digest from stats_key")
+        return self.root / key[:2] / (key + SUFFIX)
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def load(self, key: str) -> NetworkStats | None:
+        """The stats of ``key``; None when absent, or corrupt (with a `CacheWarning`)."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return _decode(data)
+        except Exception as err:  # any failure to parse means: recompute
+            warnings.warn(
+                f"stats cache file {path} is unreadable ({type(err).__name__}: {err}); "
+                f"ignoring it, the stats will be recomputed",
+                CacheWarning, stacklevel=2,
+            )
+            return None
+
+    def load_many(self, keys: Iterable[str]) -> list[NetworkStats | None]:
+        """`load` of each key, in order."""
+        return [self.load(key) for key in keys]
+
+    def load_meta(self, key: str) -> dict[str, Any] | None:
+        """The ``meta`` dict saved with ``key``, or None when absent or unreadable."""
+        path = self.path(key)
+        try:
+            return _header(path.read_bytes())["meta"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, key: str, stats: NetworkStats, meta: dict[str, Any] | None = None) -> Path:
+        """Write ``stats`` (and the JSON-able ``meta``) atomically; return the file path."""
+        path = self.path(key)
+        header = {"format": 1, "probe_version": PROBE_VERSION, "net": stats.net,
+                  "meta": _canonical(meta or {})}
+        tensors = {_PREFIX + name: t.detach().to("cpu").contiguous()
+                   for name, t in stats.layers.items()}
+        blob = st_save(tensors, metadata={"eznas": json.dumps(header, allow_nan=True)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return path
+
+    def get_or_compute(self, key: str, compute: Callable[[], NetworkStats],
+                       meta: dict[str, Any] | None = None) -> NetworkStats:
+        """Load ``key``, or run ``compute()``, save its result with ``meta`` and return it."""
+        stats = self.load(key)
+        if stats is None:
+            stats = compute()
+            self.save(key, stats, meta)
+        return stats
+
+
+def _header(data: bytes) -> dict[str, Any]:
+    """The eznas JSON header of a stats file's bytes (ValueError if there is none)."""
+    if len(data) < 8:
+        raise ValueError(f"file is {len(data)} bytes, too short for safetensors")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("truncated safetensors header")
+    header = json.loads(data[8:8 + size])
+    doc = json.loads(header["__metadata__"]["eznas"])
+    if doc.get("probe_version") != PROBE_VERSION:
+        raise ValueError(f"probe version {doc.get('probe_version')!r}, expected {PROBE_VERSION}")
+    return doc
+
+
+def _decode(data: bytes) -> NetworkStats:
+    """Bytes of a stats file -> `NetworkStats`; raises on any inconsistency."""
+    doc = _header(data)
+    tensors = st_load(data)
+    layers = {name[len(_PREFIX):]: t for name, t in tensors.items() if name.startswith(_PREFIX)}
+    if not layers or len({t.shape[0] for t in layers.values()}) != 1:
+        raise ValueError("layer tensors missing or of unequal layer counts")
+    net = doc["net"]
+    if not isinstance(net, dict) or not all(isinstance(v, (int, float)) for v in net.values()):
+        raise ValueError("net scalars are not a dict of numbers")
+    return NetworkStats(layers=layers, net={k: float(v) for k, v in net.items()})
