@@ -85,6 +85,9 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     info_text = json.dumps(info or {}, indent=1, sort_keys=True, default=str)
     settings_args = ", ".join(f"{k}={v!r}" for k, v in settings.__dict__.items())
     body = "\n".join(f"    {line}" for line in lines)
+    uses_layers = any(primitives.by_name(name).aggregator for name in used)
+    make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=stats.layers["depth"])'
+                   if uses_layers else "None")
     return f'''"""Zero-cost proxy evolved by eznas.
 
     score = {readable}
@@ -129,7 +132,7 @@ def score(net, inputs, targets) -> float:
     t = dict(stats.layers)
     t.update({{k: torch.tensor([float(v)], dtype=torch.float32) for k, v in stats.net.items()}})
     n_layers = stats.layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=stats.layers["depth"])
+    layers = {make_layers}
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])
 '''

@@ -29,12 +29,14 @@ HELDOUT_FILE = "heldout.json"
 
 
 def choose(rows: list[dict[str, Any]], policy: str) -> int:
-    """Index of the row a selection policy picks (rows sorted best first)."""
+    """Index of the row a selection policy picks."""
     if policy not in POLICIES:
         raise EznasError(f"unknown policy {policy!r}: use {' or '.join(POLICIES)}")
-    if policy == "accuracy" or not rows:
+    if not rows:
         return 0
     top = max(r["fitness"] for r in rows)
+    if policy == "accuracy":
+        return min(i for i, r in enumerate(rows) if r["fitness"] == top)
     close = [i for i, r in enumerate(rows) if r["fitness"] >= top - 0.01]
     return min(close, key=lambda i: (rows[i]["size"], -rows[i]["fitness"]))
 

@@ -1,0 +1,165 @@
+"""The evolution engine end to end through the CLI: a tiny run, resume after SIGKILL,
+independence from the number of workers, inspect and export, and the refusal cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, needs_data, run_cli
+
+pytestmark = needs_data
+
+TINY = """
+[run]
+seed = 7
+n_jobs = 1
+backend = "loky"
+
+[tasks]
+evolve = ["nb201:cifar10", "nds:DARTS_in"]
+heldout = ["nb201:cifar100"]
+pool_size = 10
+sample_size = 8
+heldout_size = 8
+
+[probe]
+batch_size = 16
+features = 32
+weight_rows = 16
+weight_cols = 16
+max_layers = 8
+
+[evolution]
+population = 24
+generations = GENERATIONS
+tournament_size = 3
+elites = 2
+init_max_depth = 4
+max_depth = 7
+max_size = 25
+hall_of_fame = 5
+pool_fitness_top = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("evolve")
+    paths = {"root": root, "cache": root / "cache"}
+    for g in (3, 6):
+        p = root / f"tiny{g}.toml"
+        p.write_text(TINY.replace("GENERATIONS", str(g)))
+        paths[f"tiny{g}"] = p
+    return paths
+
+
+def _evolve(ws, config: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli("evolve", str(ws[config]), "--out", str(out), "--cache-dir", str(ws["cache"]), *extra)
+
+
+def _checkpoint(out: Path) -> dict:
+    return json.loads((out / "checkpoint.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished_run(workspace) -> Path:
+    out = workspace["root"] / "run3"
+    r = _evolve(workspace, "tiny3", out)
+    assert r.returncode == 0, r.stderr
+    assert "gen    3" in r.stdout and "best:" in r.stdout
+    return out
+
+
+def test_run_directory_holds_checkpoint_log_and_config(finished_run):
+    ckpt = _checkpoint(finished_run)
+    assert ckpt["next_generation"] == 4
+    assert len(ckpt["history"]) == 4 and len(ckpt["population"]) == 24
+    assert len((finished_run / "log.jsonl").read_text().splitlines()) == 4
+    hof = ckpt["hall_of_fame"]
+    assert 1 <= len(hof) <= 5
+    assert [h["fitness"] for h in hof] == sorted((h["fitness"] for h in hof), reverse=True)
+    sizes = [r["size"] for r in ckpt["pareto_front"]]
+    fits = [r["fitness"] for r in ckpt["pareto_front"]]
+    assert sizes == sorted(sizes) and fits == sorted(fits)
+    assert json.loads((finished_run / "config.json").read_text())["run"]["seed"] == 7
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(workspace):
+    full = workspace["root"] / "full6"
+    assert _evolve(workspace, "tiny6", full).returncode == 0
+    killed = workspace["root"] / "killed6"
+    env = {**os.environ, "EZNAS_DATA_DIR": os.environ.get("EZNAS_DATA_DIR", str(REPO.parent / "shared" / "data"))}
+    proc = subprocess.Popen([sys.executable, "-m", "eznas.cli", "evolve", str(workspace["tiny6"]), "--out", str(killed),
+                             "--cache-dir", str(workspace["cache"])], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        path = killed / "checkpoint.json"
+        if path.exists() and json.loads(path.read_text())["next_generation"] >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = _checkpoint(killed)["next_generation"]
+    assert stopped_at >= 3
+    r = _evolve(workspace, "tiny6", killed, "--resume")
+    assert r.returncode == 0, r.stderr
+    a, b = _checkpoint(full), _checkpoint(killed)
+    assert a["hall_of_fame"] == b["hall_of_fame"]
+    strip = lambda h: [{k: v for k, v in rec.items() if k != "seconds"} for rec in h]
+    assert strip(a["history"]) == strip(b["history"])
+    assert a["population"] == b["population"]
+
+
+def test_results_do_not_depend_on_worker_count(workspace, finished_run):
+    out = workspace["root"] / "run3_jobs2"
+    r = _evolve(workspace, "tiny3", out, "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    assert _checkpoint(out)["hall_of_fame"] == _checkpoint(finished_run)["hall_of_fame"]
+
+
+def test_existing_run_is_refused_without_resume_or_force(workspace, finished_run):
+    before = (finished_run / "checkpoint.json").read_bytes()
+    r = _evolve(workspace, "tiny3", finished_run)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert (finished_run / "checkpoint.json").read_bytes() == before
+
+
+def test_inspect_prints_tables_and_writes_plot(workspace, finished_run):
+    r = run_cli("inspect", str(finished_run), "--top", "3", "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0, r.stderr
+    assert ">>>>" in r.stdout and "Pareto front" in r.stdout and "heldout" in r.stdout
+    assert (finished_run / "fitness.png").stat().st_size > 1000
+    assert (finished_run / "front.csv").read_text().startswith("size,depth,fitness")
+    held = json.loads((finished_run / "heldout.json").read_text())
+    assert all("nb201:cifar100" in v for v in held.values())
+
+
+def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):
+    target = workspace["root"] / "proxy.py"
+    r = run_cli("export", str(finished_run), "-o", str(target))
+    assert r.returncode == 0, r.stderr
+    text = target.read_text()
+    assert "def score(net, inputs, targets)" in text
+    r = run_cli("export", str(finished_run), "--rank", "99", "-o", str(workspace["root"] / "nope.py"))
+    assert r.returncode == 2 and "rank" in r.stderr
+    assert not (workspace["root"] / "nope.py").exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(workspace, finished_run, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "checkpoint.json").write_text('{"version": 1, "popul')
+    for args in (("inspect", str(bad)), ("export", str(bad), "-o", str(tmp_path / "x.py"))):
+        r = run_cli(*args)
+        assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
+    r = _evolve(workspace, "tiny3", bad, "--resume")
+    assert r.returncode == 2 and "corrupt" in r.stderr
