@@ -25,7 +25,9 @@ layers of many networks stack into one tensor):
 
 Net scalars: ``log_params`` (trainable parameters of the whole net), ``log_flops``
 (multiply-accumulates of every Conv2d/Linear call for one sample, from the output shapes
-seen in the forward pass, biases not counted) and ``log_layers`` (log L, all nodes). Every
+seen in the forward pass, biases not counted), ``log_layers`` (log L, all nodes) and, when the
+backward runs, over ALL nodes ``log_grad_norm`` (L2 norm of every node's dW together) and
+``log_snip_total`` (sum |W * dW|, the SNIP score). Every
 log is taken of ``x + TINY`` so that it stays finite.
 
 Subsampling: the kept columns (rows) are a permutation of the available ones drawn from a
@@ -56,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 TINY = 1e-30
 
 MATRIX_STATS = ("W", "dW", "H", "A", "G")
@@ -64,9 +66,9 @@ LAYER_SCALARS = (
     "log_numel", "log_fan_in", "log_fan_out", "depth",
     "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace",
 )
-NET_SCALARS = ("log_params", "log_flops", "log_layers")
+NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
-GRADIENT_STATS = frozenset({"dW", "G", "log_dw_norm", "log_snip"})
+GRADIENT_STATS = frozenset({"dW", "G", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
 LOSSES = ("ce", "logit_sum")
 _MAX_WIDTH = 1 << 16
@@ -411,4 +413,8 @@ def _collect(nodes: list[nn.Module], acts: list[torch.Tensor], out_grads: dict[i
         layers[name] = torch.tensor(values, dtype=torch.float32)
     layers["depth"] = torch.tensor([i / max(count - 1, 1) for i in keep], dtype=torch.float32)
     net = {"log_flops": _log(macs), "log_layers": _log(count)}
+    if grads:  # totals over ALL nodes, kept or not
+        net["log_grad_norm"] = float(_log(torch.sqrt(sum(g.detach().double().square().sum() for g in grads))))
+        net["log_snip_total"] = float(_log(sum((m.weight.detach() * g.detach()).abs().double().sum()
+                                                for m, g in zip(nodes, grads))))
     return NetworkStats(layers=layers, net=net)

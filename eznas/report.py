@@ -41,15 +41,30 @@ def choose(rows: list[dict[str, Any]], policy: str) -> int:
     return min(close, key=lambda i: (rows[i]["size"], -rows[i]["fitness"]))
 
 
-def heldout_records(task: str, cfg: config_mod.Config, pools: dict[str, list[int]], data_dir: str | None) -> list[dict[str, Any]]:
-    """Held-out networks of ``task``: a seeded sample disjoint from every evolution pool of the same space."""
-    space = parse_task(task).space
-    seen = set()
+def used_indices(pools: dict[str, list[int]], task: str) -> set[int]:
+    """Benchmark indices of ``task``'s space that an evolution run used (its ``pools``).
+
+    NB201 datasets share one index space (the same architectures), so an NB201 network used on
+    any dataset counts; an NDS file is its own space.
+    """
+    target = parse_task(task)
+    used: set[int] = set()
     for t, idx in pools.items():
         pt = parse_task(t)
-        if pt.space == space and (space == "nb201" or pt.key == parse_task(task).key):
-            seen.update(idx)
-    records = benchmarks.sample(task, cfg.tasks.heldout_size, derive_seed(cfg.run.seed, "heldout", task), data_dir, exclude=seen)
+        if pt.space == target.space and (pt.space == "nb201" or pt.key == target.key):
+            used.update(idx)
+    return used
+
+
+def run_pools(run_dir: str | os.PathLike) -> dict[str, list[int]]:
+    """The evolution pools (task -> benchmark indices) of a run directory."""
+    return read_checkpoint(Path(run_dir))["pools"]
+
+
+def heldout_records(task: str, cfg: config_mod.Config, pools: dict[str, list[int]], data_dir: str | None) -> list[dict[str, Any]]:
+    """Held-out networks of ``task``: a seeded sample disjoint from every evolution pool of the same space."""
+    records = benchmarks.sample(task, cfg.tasks.heldout_size, derive_seed(cfg.run.seed, "heldout", task), data_dir,
+                                exclude=used_indices(pools, task))
     return sorted(records, key=lambda r: r["index"])
 
 

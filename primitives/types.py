@@ -64,4 +64,6 @@ TERMINALS: tuple[Terminal, ...] = (
     Terminal("log_params", NScalar, "log of the network's number of parameters"),
     Terminal("log_flops", NScalar, "log of the network's FLOPs"),
     Terminal("log_layers", NScalar, "log of the network's number of Conv2d/Linear layers"),
+    Terminal("log_grad_norm", NScalar, "log L2 norm of all Conv2d/Linear weight gradients together"),
+    Terminal("log_snip_total", NScalar, "log sum |W * dW| over all Conv2d/Linear weights (SNIP)"),
 )
