@@ -385,3 +385,20 @@ def test_max_layers_keeps_evenly_spread_nodes() -> None:
     assert probe(net, x, y, ProbeSettings(max_layers=1)).layers["depth"].tolist() == [0.0]
     with pytest.raises(ValueError, match=r"max_layers = 0: .* or None"):
         ProbeSettings(max_layers=0)
+
+
+def test_net_gradient_totals_cover_every_node_even_when_layers_are_dropped() -> None:
+    net, x, y = tiny_case()
+    ref = copy.deepcopy(net)
+    ref.eval()  # the probe's mode: dropout off, batch-norm on batch statistics
+    ref.bn1.train()
+    ref.bn2.train()
+    ref_loss = F.cross_entropy(ref(x), y)
+    weights = [ref.conv1.weight, ref.conv2.weight, ref.fc.weight]
+    grads = torch.autograd.grad(ref_loss, weights)
+    grad_norm = math.sqrt(sum(float(g.double().square().sum()) for g in grads))
+    snip = sum(float((w * g).abs().double().sum()) for w, g in zip(weights, grads))
+    for max_layers in (None, 1):
+        stats = probe(net, x, y, ProbeSettings(max_layers=max_layers))
+        assert stats.net["log_grad_norm"] == pytest.approx(math.log(grad_norm), rel=1e-5)
+        assert stats.net["log_snip_total"] == pytest.approx(math.log(snip), rel=1e-5)
