@@ -4,12 +4,12 @@ place with a one-line comment and its default).
 Sections and keys (defaults in brackets)::
 
     [run]        seed [0], n_jobs [1], backend ["loky"], address [""]
-    [tasks]      evolve, heldout, pool_size [200], sample_size [50], heldout_size [1000],
+    [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
                  aggregate ["mean"]
     [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
-                 features [128], weight_rows [64], weight_cols [64], max_layers [24],
+                 features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
-    [evolution]  population [300], generations [40], tournament_size [5], crossover_prob [0.7],
+    [evolution]  population [200], generations [30], tournament_size [5], crossover_prob [0.7],
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10]
 
@@ -53,7 +53,7 @@ class TasksConfig:
     heldout: tuple[str, ...] = ("nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
                                 "nds:ResNeXt-A_in", "nds:ResNeXt-B_in")  # reported, never used for selection
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
-    sample_size: int = 50  # networks per task drawn from the pool each generation for fitness
+    sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
     heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
     aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b
 
@@ -66,10 +66,10 @@ class ProbeConfig:
     input_kind: str = "real"  # real images or Gaussian noise
     net_seed: int = 0  # initialisation seed of every network
     batch_seed: int = 0  # which images form the minibatch
-    features: int = 128  # F: columns kept of each layer's activations A and gradients G
-    weight_rows: int = 64  # R: rows kept of W, dW, H
-    weight_cols: int = 64  # C: columns kept of W, dW, H
-    max_layers: int = 24  # at most this many Conv/Linear nodes per network, evenly spread over depth
+    features: int = 64  # F: columns kept of each layer's activations A and gradients G
+    weight_rows: int = 32  # R: rows kept of W, dW, H
+    weight_cols: int = 32  # C: columns kept of W, dW, H
+    max_layers: int = 16  # at most this many Conv/Linear nodes per network, evenly spread over depth
     hessian_probes: int = 1  # Rademacher probes of the Hutchinson Hessian-diagonal estimate
     loss: str = "ce"  # ce (cross-entropy on labels) or logit_sum (as EZNAS)
 
@@ -78,8 +78,8 @@ class ProbeConfig:
 class EvolutionConfig:
     """The genetic programming loop."""
 
-    population: int = 300  # individuals per generation
-    generations: int = 40  # generations after the initial one
+    population: int = 200  # individuals per generation
+    generations: int = 30  # generations after the initial one
     tournament_size: int = 5  # tournament selection size
     crossover_prob: float = 0.7  # probability that a selected pair is mated
     mutation_prob: float = 0.3  # probability that an offspring is mutated
