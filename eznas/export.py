@@ -66,7 +66,12 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
 
 
 def _module_body(module: Any) -> str:
-    """A module's source without its docstring and ``from __future__`` line."""
+    """A module's source without its docstring and ``from __future__`` line.
+
+    The exported file has no ``from __future__ import annotations``: its dataclasses then
+    resolve their annotations eagerly, so it also loads via ``importlib`` without being
+    registered in ``sys.modules``.
+    """
     source = inspect.getsource(module)
     tree_doc = inspect.getdoc(module)
     body = source
@@ -105,8 +110,6 @@ library. Statistics are computed by the embedded eznas probe (version {probe_mod
 Run information:
 {info_text}
 """
-
-from __future__ import annotations
 
 # ---------------------------------------------------------------- eznas probe (embedded)
 {_module_body(probe_module)}

@@ -1,0 +1,115 @@
+"""Export contract: the standalone file imports only torch/math/stdlib, leaves the net untouched,
+and its score equals the engine's score for the same program, net and batch."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eznas import benchmarks, gp as programs, inputs
+from eznas.export import export_source
+from eznas.fitness import Evaluator
+from eznas.probe import ProbeSettings, probe
+from eznas.spaces import build_network
+from eznas.statsbatch import stack
+
+from conftest import needs_data
+
+pytestmark = needs_data
+
+SETTINGS = ProbeSettings(features=32, weight_rows=16, weight_cols=16, max_layers=10)
+PROGRAMS = [
+    "logdet_sum(gram_add(gram_abs(corr(A)), gram_abs(corr(G))))",  # RCor
+    "n_add(agg_mean(l_mul(log_snip, depth)), n_half)",
+    "n_sub(agg_depth_mean(w_mean_abs(w_mul(H, W))), log_params)",
+    "n_mul(agg_sum(logdet(gram_sign(a_znorm(A)))), n_log_abs(log_grad_norm))",
+    "n_div_safe(agg_max(eig_ratio(gram_linear(a_div_safe(G, A)))), agg_std(w_frob(w_sqrt_abs(dW))))",
+    "n_max(log_snip_total, n_add(log_flops, agg_min(l_sigmoid(trace(gram_mul(corr(A), corr(G)))))))",
+]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> list:
+    rng = random.Random(5)
+    exprs = list(PROGRAMS)
+    while len(exprs) < len(PROGRAMS) + 4:  # plus random programs of the engine's own generator
+        exprs.append(str(programs.generate(programs.ROOT_TYPE, 2, 5, "grow", rng)))
+    root = tmp_path_factory.mktemp("export")
+    modules = []
+    for i, e in enumerate(exprs):
+        path = root / f"proxy_{i}.py"
+        path.write_text(export_source(e, SETTINGS, {"test": True}))
+        modules.append((e, _load(path), path))
+    return modules
+
+
+def _networks() -> list[tuple[str, torch.nn.Module]]:
+    from xautodl.models import get_cell_based_tiny_net
+    from xautodl.models.cell_searchs.genotypes import Structure
+
+    nets = []
+    for r in benchmarks.sample("nb201:cifar10", 8, 11):
+        nets.append(("nb201:cifar10", build_network("nb201:cifar10", r["arch"], seed=1)))
+    for r in benchmarks.sample("nb201:cifar100", 6, 12):
+        torch.manual_seed(2)
+        cfg = {"name": "infer.tiny", "C": 16, "N": 5, "genotype": Structure.str2structure(r["arch"]), "num_classes": 100}
+        nets.append(("nb201:cifar100", _LogitsOnly(get_cell_based_tiny_net(cfg))))
+    for task in ("nds:DARTS_in", "nds:ResNeXt-A_in", "nds:PNAS_in"):
+        for r in benchmarks.sample(task, 2, 13):
+            nets.append((task, build_network(task, r["arch"], seed=3)))
+    return nets
+
+
+class _LogitsOnly(torch.nn.Module):
+    """xautodl networks return (features, logits)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[1]
+
+
+def test_exported_files_import_only_torch_math_and_stdlib(exported):
+    allowed = set(sys.stdlib_module_names) | {"torch"}
+    for expr, _, path in exported:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, f"{path.name} imports {roots - allowed}"
+        assert programs.infix(programs.parse(expr)) in path.read_text()
+
+
+def test_exported_score_equals_engine_score_on_20_networks(exported):
+    torch.set_num_threads(1)
+    nets = _networks()
+    assert len(nets) == 20
+    for task, net in nets:
+        x, y = inputs.batch(task, 16, 0)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        engine = Evaluator(stack([probe(net, x, y, SETTINGS)], [0.0], [task], [0]))
+        for expr, module, _ in exported:
+            want = float(engine.scores(programs.parse(expr))[0])
+            got = module.score(net, x, y)
+            assert got == pytest.approx(want, rel=1e-4, abs=1e-6), (task, expr)
+        after = net.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert all(p.grad is None for p in net.parameters())
