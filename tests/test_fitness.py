@@ -1,0 +1,90 @@
+"""Fitness on real statistics: fuzzed programs never raise and stay finite, Kendall tau-b and
+the worst value behave, and batched evaluation equals per-network evaluation."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+import primitives
+from eznas import benchmarks, gp as programs
+from eznas.config import ProbeConfig
+from eznas.fitness import WORST, Evaluator, evaluate, kendall_tau
+from eznas.pool import compute_stats
+from eznas.statsbatch import concat, stack
+
+from conftest import needs_data
+
+TYPES = (primitives.WMat, primitives.AMat, primitives.Gram, primitives.LScalar, primitives.NScalar)
+PROBE = ProbeConfig(batch_size=16, features=16, weight_rows=8, weight_cols=8, max_layers=6)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    torch.set_num_threads(1)
+    parts = []
+    for task, k in (("nb201:cifar10", 6), ("nds:DARTS_in", 3), ("nds:ResNeXt-B_in", 3)):
+        records = benchmarks.sample(task, k, 21)
+        stats = [compute_stats(task, r["arch"], PROBE) for r in records]
+        parts.append(stack(stats, [r["accuracy"] for r in records], [task] * k, [r["index"] for r in records]))
+    return concat(parts)
+
+
+@needs_data
+def test_fuzz_5000_random_programs_on_real_stats(batch):
+    rng = random.Random(0)
+    evaluator = Evaluator(batch, memo_bytes=1 << 26)
+    n_layers, n_nets = len(batch.seg), batch.n_nets
+    lead = {primitives.NScalar: n_nets}
+    count = 0
+    for i in range(5000):
+        typ = TYPES[i % len(TYPES)]
+        tree = programs.generate(typ, 1, rng.randint(1, 10), rng.choice(("grow", "full")), rng)
+        value, _ = evaluator._eval(tree, 0)
+        assert value.shape[0] == lead.get(typ, n_layers), str(tree)
+        assert torch.isfinite(value).all(), str(tree)
+        if typ is primitives.NScalar:
+            f = evaluate(evaluator, tree)
+            assert f.value == WORST or -1.0 <= f.value <= 1.0
+            assert all(np.isfinite(t) for t in f.taus.values())
+        count += 1
+    assert count == 5000
+
+
+@needs_data
+def test_batched_scores_equal_per_network_scores(batch):
+    rng = random.Random(1)
+    whole = Evaluator(batch)
+    singles = [Evaluator(batch.select([i])) for i in range(batch.n_nets)]
+    for _ in range(40):
+        tree = programs.generate(programs.ROOT_TYPE, 2, 6, "grow", rng)
+        together = whole.scores(tree)
+        alone = torch.cat([e.scores(tree) for e in singles])
+        assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5), str(tree)
+
+
+def test_kendall_tau_b_and_the_worst_value():
+    acc = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert kendall_tau(acc * 2, acc) == pytest.approx(1.0)
+    assert kendall_tau(-acc, acc) == pytest.approx(-1.0)
+    s = np.array([1.0, 1.0, 2.0, 3.0, 3.0])
+    assert kendall_tau(s, acc) == pytest.approx(sps.kendalltau(s, acc).statistic)
+    assert kendall_tau(np.full(5, 3.0), acc) == WORST
+    assert kendall_tau(np.array([1.0, np.nan, 2.0, 3.0, 4.0]), acc) == WORST
+    assert kendall_tau(np.array([1.0, np.inf, 2.0, 3.0, 4.0]), acc) == WORST
+
+
+@needs_data
+def test_fitness_aggregates_per_task(batch):
+    tree = programs.parse("log_params")
+    mean = evaluate(Evaluator(batch), tree, "mean")
+    worst = evaluate(Evaluator(batch), tree, "min")
+    assert set(mean.taus) == {"nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-B_in"}
+    assert mean.value == pytest.approx(np.mean(list(mean.taus.values())))
+    assert worst.value == pytest.approx(min(mean.taus.values()))
+    constant = evaluate(Evaluator(batch), programs.parse("n_one"))
+    assert constant.value == WORST and not constant.valid
