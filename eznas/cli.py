@@ -10,9 +10,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from eznas import data as data_cmd
 from eznas.errors import EznasError
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run}
 
 
 def command(name: str) -> Callable:
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
     _add_data_dir(p)
     _add_cache_dir(p)
+
+    data_cmd.add_parser(sub)
 
     p = sub.add_parser("export", help="write a discovered program as a standalone Python proxy")
     p.add_argument("run", help="run directory")
