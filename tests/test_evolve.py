@@ -92,6 +92,14 @@ def test_run_directory_holds_checkpoint_log_and_config(finished_run):
     assert json.loads((finished_run / "config.json").read_text())["run"]["seed"] == 7
 
 
+def test_golden_best_expression_of_the_seeded_tiny_run(finished_run):
+    """Pins the engine's output (as gplearn pins its formula): any change to generation,
+    variation, sampling or fitness that alters the seeded run shows up here."""
+    best = _checkpoint(finished_run)["hall_of_fame"][0]
+    assert best["expr"] == "n_abs(log_params)"
+    assert best["fitness"] == pytest.approx(0.7362615578276347, abs=1e-9)
+
+
 def test_resume_after_sigkill_matches_uninterrupted_run(workspace):
     full = workspace["root"] / "full6"
     assert _evolve(workspace, "tiny6", full).returncode == 0
@@ -131,6 +139,14 @@ def test_existing_run_is_refused_without_resume_or_force(workspace, finished_run
     r = _evolve(workspace, "tiny3", finished_run)
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
     assert (finished_run / "checkpoint.json").read_bytes() == before
+
+
+def test_unwritable_output_directory_is_refused(workspace, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = _evolve(workspace, "tiny3", blocker / "run")
+    assert r.returncode == 2 and "cannot create run directory" in r.stderr and "Traceback" not in r.stderr
+    assert blocker.read_text() == "not a directory"
 
 
 def test_inspect_prints_tables_and_writes_plot(workspace, finished_run):
