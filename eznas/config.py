@@ -9,7 +9,7 @@ Sections and keys (defaults in brackets)::
     [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
-    [evolution]  population [200], generations [30], tournament_size [5], crossover_prob [0.7],
+    [evolution]  population [300], generations [60], tournament_size [5], crossover_prob [0.7],
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10]
 
@@ -78,8 +78,8 @@ class ProbeConfig:
 class EvolutionConfig:
     """The genetic programming loop."""
 
-    population: int = 200  # individuals per generation
-    generations: int = 30  # generations after the initial one
+    population: int = 300  # individuals per generation
+    generations: int = 60  # generations after the initial one
     tournament_size: int = 5  # tournament selection size
     crossover_prob: float = 0.7  # probability that a selected pair is mated
     mutation_prob: float = 0.3  # probability that an offspring is mutated

@@ -16,6 +16,10 @@ layers of many networks stack into one tensor):
   gradient, its Hessian-diagonal estimate; ``R`` rows and ``C`` columns kept.
 - ``A``, ``G`` [L, N, F]: the node output flattened to [N, C*H*W] (or [N, out]) and dLoss/dA;
   ``F`` columns kept.
+- ``KA``, ``KG``, ``KS`` [L, N, N]: sample-by-sample matrices from ALL features of the node
+  output: Pearson correlation of A, of G, and the NASWOT kernel of A (fraction of units where
+  two samples agree on A > 0). Cheap (one [N, D] x [D, N] product) and exact, unlike Gram
+  matrices of the F-column subsample.
 - [L] scalars: ``log_numel``, ``log_fan_in`` (inputs summed by one output unit:
   in/groups*kh*kw, or in_features), ``log_fan_out`` (outputs fed by one input unit:
   out/groups*kh*kw, or out_features; unlike ``torch.nn.init``, groups are taken into account),
@@ -27,7 +31,9 @@ Net scalars: ``log_params`` (trainable parameters of the whole net), ``log_flops
 (multiply-accumulates of every Conv2d/Linear call for one sample, from the output shapes
 seen in the forward pass, biases not counted), ``log_layers`` (log L, all nodes) and, when the
 backward runs, over ALL nodes ``log_grad_norm`` (L2 norm of every node's dW together) and
-``log_snip_total`` (sum |W * dW|, the SNIP score). Every
+``log_snip_total`` (sum |W * dW|, the SNIP score); also over ALL nodes ``naswot``
+(logdet of the sum of KS, Mellor et al. 2021) and, with the backward, ``rcor`` (logdet of the
+sum of |KA| + |KG|). Every
 log is taken of ``x + TINY`` so that it stays finite.
 
 Subsampling: the kept columns (rows) are a permutation of the available ones drawn from a
@@ -58,17 +64,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 TINY = 1e-30
 
-MATRIX_STATS = ("W", "dW", "H", "A", "G")
+MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
 LAYER_SCALARS = (
     "log_numel", "log_fan_in", "log_fan_out", "depth",
     "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace",
 )
-NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total")
+NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot", "rcor")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
-GRADIENT_STATS = frozenset({"dW", "G", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total"})
+GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
 LOSSES = ("ce", "logit_sum")
 _MAX_WIDTH = 1 << 16
@@ -172,6 +178,34 @@ def rademacher(shape: torch.Size, seed: int, node: int, probe_index: int,
     bits = torch.randint(0, 2, tuple(shape), generator=_generator(seed, node, "z", probe_index),
                          dtype=torch.int8)
     return bits.to(device=device, dtype=dtype).mul_(2).sub_(1)
+
+
+def sample_corr(x: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation between the rows (samples) of ``x`` [N, D] -> [N, N], in float64.
+
+    A constant row correlates 0 with every other row; the diagonal is 1.
+    """
+    x = x.double()
+    x = x - x.mean(dim=1, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    live = norm > 1e-12 * (1.0 + x.abs().amax())
+    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
+    corr = x @ x.T
+    corr.diagonal().fill_(1.0)
+    return corr
+
+
+def sign_kernel(x: torch.Tensor) -> torch.Tensor:
+    """NASWOT kernel of ``x`` [N, D] -> [N, N]: fraction of units where two samples agree on x > 0."""
+    code = (x > 0).double()
+    return (code @ code.T + (1 - code) @ (1 - code).T) / x.shape[1]
+
+
+def _logdet(m: torch.Tensor) -> float:
+    """log|det(m + 1e-6 I)|, finite for any finite m."""
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    value = torch.linalg.slogdet(m + 1e-6 * eye).logabsdet
+    return float(value) if math.isfinite(float(value)) else -1e30
 
 
 def kept_nodes(count: int, max_layers: int | None) -> list[int]:
@@ -289,6 +323,8 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
     seen: set[int] = set()
     acts: list[torch.Tensor] = []
     out_grads: dict[int, torch.Tensor] = {}
+    act_grams: list[tuple[torch.Tensor, torch.Tensor]] = []
+    grad_grams: dict[int, torch.Tensor] = {}
     tensor_hooks = []
     macs = [0]
 
@@ -302,10 +338,14 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         cols = subsample_index(per_sample, settings.features, seed, index, "A").to(out.device)
         seen.add(id(module))
         nodes.append(module)
-        acts.append(out.detach().reshape(n, per_sample).index_select(1, cols))
+        flat = out.detach().reshape(n, per_sample)
+        acts.append(flat.index_select(1, cols))
+        act_grams.append((sample_corr(flat), sign_kernel(flat)))
         if need_grad and out.requires_grad:
             def grad_hook(grad: torch.Tensor) -> None:
-                out_grads[index] = grad.detach().reshape(n, per_sample).index_select(1, cols)
+                flat_grad = grad.detach().reshape(n, per_sample)
+                out_grads[index] = flat_grad.index_select(1, cols)
+                grad_grams[index] = sample_corr(flat_grad)
 
             tensor_hooks.append(out.register_hook(grad_hook))
 
@@ -336,7 +376,24 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         del loss, logits
         if need_hessian:
             hess = _hutchinson(weights, grads, settings)
-    return _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
+    stats = _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
+    _add_grams(stats, act_grams, grad_grams, bool(grads), settings)
+    return stats
+
+
+def _add_grams(stats: NetworkStats, act_grams: list[tuple[torch.Tensor, torch.Tensor]],
+               grad_grams: dict[int, torch.Tensor], with_grads: bool, settings: ProbeSettings) -> None:
+    """Full-resolution sample Gram matrices: per kept node KA, KS (and KG), and over ALL nodes
+    the NASWOT score logdet(sum KS) and the RCor score logdet(sum |KA| + |KG|)."""
+    keep = kept_nodes(len(act_grams), settings.max_layers)
+    zeros = torch.zeros_like(act_grams[0][0])
+    stats.layers["KA"] = torch.stack([act_grams[i][0] for i in keep]).float().cpu()
+    stats.layers["KS"] = torch.stack([act_grams[i][1] for i in keep]).float().cpu()
+    stats.net["naswot"] = _logdet(sum(ks for _, ks in act_grams))
+    if with_grads:
+        kg = [grad_grams.get(i, zeros) for i in range(len(act_grams))]
+        stats.layers["KG"] = torch.stack([kg[i] for i in keep]).float().cpu()
+        stats.net["rcor"] = _logdet(sum(ka.abs() + g.abs() for (ka, _), g in zip(act_grams, kg)))
 
 
 def _hutchinson(weights: list[torch.Tensor], grads: list[torch.Tensor],

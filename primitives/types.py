@@ -53,6 +53,9 @@ TERMINALS: tuple[Terminal, ...] = (
     Terminal("H", WMat, "Hessian-diagonal estimate for W (Hutchinson), same layout as W"),
     Terminal("A", AMat, "layer output on the batch, [N samples, F features]"),
     Terminal("G", AMat, "dLoss/dA, same layout as A"),
+    Terminal("KA", Gram, "correlation between samples of the layer output A, all features"),
+    Terminal("KG", Gram, "correlation between samples of dLoss/dA, all features"),
+    Terminal("KS", Gram, "NASWOT kernel of A: fraction of all units where two samples agree on A > 0"),
     Terminal("log_numel", LScalar, "log of the number of weights of the layer"),
     Terminal("log_fan_in", LScalar, "log of the layer's fan-in (in * kh * kw)"),
     Terminal("log_fan_out", LScalar, "log of the layer's fan-out (out * kh * kw)"),
@@ -66,4 +69,6 @@ TERMINALS: tuple[Terminal, ...] = (
     Terminal("log_layers", NScalar, "log of the network's number of Conv2d/Linear layers"),
     Terminal("log_grad_norm", NScalar, "log L2 norm of all Conv2d/Linear weight gradients together"),
     Terminal("log_snip_total", NScalar, "log sum |W * dW| over all Conv2d/Linear weights (SNIP)"),
+    Terminal("naswot", NScalar, "logdet of the sum over all layers of KS (NASWOT)"),
+    Terminal("rcor", NScalar, "logdet of the sum over all layers of |KA| + |KG| (RCor)"),
 )

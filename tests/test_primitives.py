@@ -124,7 +124,8 @@ def test_terminals_are_exactly_the_contract():
         ("depth", LScalar), ("log_w_norm", LScalar), ("log_dw_norm", LScalar),
         ("log_snip", LScalar), ("log_h_trace", LScalar),
         ("log_params", NScalar), ("log_flops", NScalar), ("log_layers", NScalar),
-        ("log_grad_norm", NScalar), ("log_snip_total", NScalar),
+        ("log_grad_norm", NScalar), ("log_snip_total", NScalar), ("naswot", NScalar), ("rcor", NScalar),
+        ("KA", Gram), ("KG", Gram), ("KS", Gram),
     }
     assert all(t.doc for t in TERMINALS)
 

@@ -402,3 +402,33 @@ def test_net_gradient_totals_cover_every_node_even_when_layers_are_dropped() -> 
         stats = probe(net, x, y, ProbeSettings(max_layers=max_layers))
         assert stats.net["log_grad_norm"] == pytest.approx(math.log(grad_norm), rel=1e-5)
         assert stats.net["log_snip_total"] == pytest.approx(math.log(snip), rel=1e-5)
+
+
+def test_full_resolution_gram_terminals_and_net_scores() -> None:
+    import numpy as np
+
+    net, x, y = tiny_case()
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, a, o: outputs.append(o.detach().flatten(1)))
+             for m in (net.conv1, net.conv2, net.fc)]
+    ref = copy.deepcopy(net)
+    for h in hooks:
+        h.remove()
+    ref.eval()
+    ref.bn1.train()
+    ref.bn2.train()
+    with torch.no_grad():
+        ref(x)
+    stats = probe(net, x, y, ProbeSettings(max_layers=2))
+    # kept nodes are the first and the last; KA is the sample correlation of the FULL output
+    for kept, full in zip(range(2), (outputs[0], outputs[2])):
+        want = np.corrcoef(full.double().numpy())
+        assert np.allclose(stats.layers["KA"][kept].numpy(), want, atol=1e-5)
+        code = (full > 0).double()
+        ks = (code @ code.T + (1 - code) @ (1 - code).T) / full.shape[1]
+        assert torch.allclose(stats.layers["KS"][kept].double(), ks, atol=1e-6)
+    total = sum((((o > 0).double() @ (o > 0).double().T) + ((o <= 0).double() @ (o <= 0).double().T)) / o.shape[1]
+                for o in outputs)
+    want_naswot = torch.linalg.slogdet(total + 1e-6 * torch.eye(16, dtype=torch.float64)).logabsdet
+    assert stats.net["naswot"] == pytest.approx(float(want_naswot), rel=1e-6)
+    assert stats.layers["KG"].shape == (2, 16, 16) and math.isfinite(stats.net["rcor"])
