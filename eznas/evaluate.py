@@ -66,7 +66,7 @@ from eznas.report import run_pools, used_indices
 from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
 
-BATCH_SIZE = 64  # images in the batch every proxy sees
+BATCH_SIZE = 64  # images in the batch every proxy sees (the protocol's default)
 NET_SEED = 0  # initialisation seed of every evaluated network
 TOP_FRACTION = 0.1  # precision is measured on the top 10% of networks
 SCORES_DIR = "scores"  # score-cache subdirectory of the cache root
@@ -108,7 +108,8 @@ def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> Proxy
     path = Path(text)
     if text.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise EznasError(f"proxy file {text} not found; give an existing .py file defining score(net, inputs, targets)")
+            raise EznasError(f"proxy file {text} not found; "
+                             f"give an existing .py file defining score(net, inputs, targets)")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         load_score_file(str(path.resolve()), digest)  # fail here, once, not in every worker
         return ProxySpec(text, "file", path.name, str(path.resolve()), {"file_sha256": digest})
@@ -138,7 +139,8 @@ def load_score_file(path: str, digest: str) -> Callable[..., Any]:
     except Exception as e:  # any failure of user code at import time is the user's to fix
         del sys.modules[name]
         message = " ".join(str(e).split())
-        raise EznasError(f"{path}: importing the proxy file failed ({type(e).__name__}: {message}); fix the file") from None
+        raise EznasError(f"{path}: importing the proxy file failed ({type(e).__name__}: {message}); "
+                         f"fix the file") from None
     score = getattr(module, "score", None)
     if not callable(score):
         raise EznasError(f"{path}: defines no function score(net, inputs, targets); "
@@ -163,9 +165,9 @@ class ScoreCache:
     "error": str | None}``; ``value`` None means the proxy failed on that network.
     """
 
-    def __init__(self, root: Path, spec: ProxySpec, task: str, seed: int) -> None:
+    def __init__(self, root: Path, spec: ProxySpec, task: str, seed: int, batch_size: int) -> None:
         header = {"proxy": spec.identity, "task": task, "net_seed": NET_SEED,
-                  "batch": {"n": BATCH_SIZE, "seed": seed, "kind": "real"}, "version": SCORES_VERSION}
+                  "batch": {"n": batch_size, "seed": seed, "kind": "real"}, "version": SCORES_VERSION}
         key = hashlib.sha256(canonical_json(header).encode()).hexdigest()
         self.path = root / SCORES_DIR / f"{key}.json"
         self.header = {**header, "label": spec.label}
@@ -224,11 +226,11 @@ def _clean(value: Any) -> tuple[Any, str | None]:
     return (value, None) if math.isfinite(value) else (None, f"non-finite score {value}")
 
 
-def score_network(task: str, arch: Any, seed: int, specs: Sequence[ProxySpec], data_dir: str | None,
-                  threads: int) -> list[dict[str, Any]]:
+def score_network(task: str, arch: Any, seed: int, batch_size: int, specs: Sequence[ProxySpec],
+                  data_dir: str | None, threads: int) -> list[dict[str, Any]]:
     """Worker: build one network and its batch, run each baseline/file proxy on it, time each call."""
     torch.set_num_threads(threads)
-    x, y = inputs.batch(task, BATCH_SIZE, seed, "real", data_dir)
+    x, y = inputs.batch(task, batch_size, seed, "real", data_dir)
     net = build_network(task, arch, seed=NET_SEED)
     results = []
     for spec in specs:
@@ -261,6 +263,7 @@ class _Run:
 
     task: Task
     seed: int
+    batch_size: int
     jobs: int
     data_dir: str | None
     cache_root: Path
@@ -282,9 +285,10 @@ def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[Scor
             todo.append((r, missing))
     if not todo:
         return
-    jobs = [(score_network, (run.task.name, r["arch"], run.seed, [specs[i] for i in missing], run.data_dir, run.threads))
-            for r, missing in todo]
-    bar = tqdm(total=len(todo), desc=f"scoring {run.task.name}", unit="net", disable=not run.progress, dynamic_ncols=True)
+    jobs = [(score_network, (run.task.name, r["arch"], run.seed, run.batch_size, [specs[i] for i in missing],
+                             run.data_dir, run.threads)) for r, missing in todo]
+    bar = tqdm(total=len(todo), desc=f"scoring {run.task.name}", unit="net", disable=not run.progress,
+               dynamic_ncols=True)
     try:
         for (r, missing), results in zip(todo, run_tasks(jobs, n_jobs=run.jobs)):
             for i, entry in zip(missing, results):
@@ -303,7 +307,8 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
     todo = [r for r in records if network_key(run.task.name, r["arch"], cfg) not in stats_cache]
-    jobs = [(probe_network, (run.task.name, r["arch"], cfg, str(run.cache_root), run.data_dir, run.threads)) for r in todo]
+    jobs = [(probe_network, (run.task.name, r["arch"], cfg, str(run.cache_root), run.data_dir, run.threads))
+            for r in todo]
     seconds = {}
     bar = tqdm(total=len(todo), desc=f"probing {run.task.name}", unit="net", disable=not run.progress or not todo,
                dynamic_ncols=True)
@@ -334,7 +339,7 @@ class Evaluation:
 
     Attributes
     ----------
-    proxy : display label; task : task id; seed : sample and batch seed.
+    proxy : display label; task : task id; seed : sample and batch seed; batch_size : images in the batch.
     index, accuracy : [B] benchmark indices and true accuracies of the networks.
     scores : [B] proxy scores (NaN where the proxy failed); seconds : [B] (NaN where unknown).
     errors : first error message per distinct failure reason (at most 3).
@@ -343,6 +348,7 @@ class Evaluation:
     proxy: str
     task: str
     seed: int
+    batch_size: int
     index: np.ndarray
     accuracy: np.ndarray
     scores: np.ndarray
@@ -398,7 +404,7 @@ class Evaluation:
                 "top10_precision": self.top_precision, "seconds_per_net": self.median_seconds}
 
 
-def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]], task: str, seed: int) -> Evaluation:
+def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]], run: _Run) -> Evaluation:
     """Turn cached entries into an `Evaluation` (set-level baselines are combined over the set)."""
     entries = [cache.get(r["index"]) for r in records]
     scores = np.full(len(records), math.nan)
@@ -410,17 +416,17 @@ def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any
         scores[ok] = values
     seconds = np.array([math.nan if e["seconds"] is None else e["seconds"] for e in entries], dtype=float)
     errors = tuple(dict.fromkeys(e["error"] for e in entries if e["error"]))[:3]
-    return Evaluation(spec.label, task, seed, np.array([r["index"] for r in records]),
+    return Evaluation(spec.label, run.task.name, run.seed, run.batch_size, np.array([r["index"] for r in records]),
                       np.array([r["accuracy"] for r in records], dtype=float), scores, seconds, errors)
 
 
-def _probe_config(seed: int, exclude_run: str | os.PathLike | None) -> config_mod.ProbeConfig:
+def _probe_config(seed: int, batch_size: int, exclude_run: str | os.PathLike | None) -> config_mod.ProbeConfig:
     """Probe settings of expressions: the run's (if any) or the defaults, on the shared batch and net seed."""
     cfg = config_mod.ProbeConfig()
     if exclude_run is not None:
         run_dir = Path(exclude_run)
         cfg = config_mod.from_dict(read_checkpoint(run_dir)["config"], source=str(run_dir / "checkpoint.json")).probe
-    return replace(cfg, batch_size=BATCH_SIZE, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
+    return replace(cfg, batch_size=batch_size, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
 
 
 def sample_records(task: str | Task, n: int | None, seed: int, data_dir: str | os.PathLike | None = None,
@@ -437,7 +443,8 @@ def sample_records(task: str | Task, n: int | None, seed: int, data_dir: str | o
 
 def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: int = 0, jobs: int = 1,
              exclude_run: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-             cache_dir: str | os.PathLike | None = None, progress: bool = True) -> list[Evaluation]:
+             cache_dir: str | os.PathLike | None = None, progress: bool = True,
+             batch_size: int = BATCH_SIZE) -> list[Evaluation]:
     """Score every proxy of ``proxy_args`` on the same networks and batch of ``task``.
 
     Parameters
@@ -449,6 +456,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
         networks are left out (its probe settings then also apply to expressions).
     data_dir, cache_dir : benchmark data and cache root (default: as `eznas.cache.StatsCache`).
     progress : show progress bars.
+    batch_size : images in the shared batch (64 in the protocol; smaller only for quick checks).
 
     Returns
     -------
@@ -459,20 +467,22 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
         raise EznasError(f"--n {n}: evaluate at least 2 networks")
     if jobs < 1:
         raise EznasError(f"--jobs {jobs}: use 1 or more workers")
-    probe_cfg = _probe_config(seed, exclude_run)
+    if not 2 <= batch_size <= 5000:
+        raise EznasError(f"batch size {batch_size}: use 2..5000 images")
+    probe_cfg = _probe_config(seed, batch_size, exclude_run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
     exclude = used_indices(run_pools(exclude_run), t.name) if exclude_run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
     root = Path(cache_dir) if cache_dir is not None else StatsCache().root
-    run = _Run(t, seed, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
-    caches = [ScoreCache(root, s, t.name, seed) for s in specs]
+    run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
+    caches = [ScoreCache(root, s, t.name, seed, batch_size) for s in specs]
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
     _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
         if spec.kind == "expression":
             _score_expression(run, spec, cache, records)
-    return [_collect(s, c, records, t.name, seed) for s, c in zip(specs, caches)]
+    return [_collect(s, c, records, run) for s, c in zip(specs, caches)]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -518,7 +528,8 @@ def write_text(path: Path, text: str) -> None:
 
 def summary(e: Evaluation) -> str:
     """A few human lines about one evaluation."""
-    lines = [f"{e.task}, {e.proxy}: {len(e.scores)} networks (seed {e.seed}), {e.failed} failed",
+    lines = [f"{e.task}, {e.proxy}: {len(e.scores)} networks (seed {e.seed}, batch of {e.batch_size}), "
+             f"{e.failed} failed",
              f"  Kendall tau-b {_fmt(e.kendall_tau)}   Spearman rho {_fmt(e.spearman_rho)}   "
              f"top-10% precision {_fmt(e.top_precision, 3)}   median {_fmt(e.median_seconds, 3)} s/network"]
     lines += [f"  failure: {msg}" for msg in e.errors]

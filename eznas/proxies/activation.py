@@ -73,21 +73,23 @@ def naswot(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float
     return float(torch.linalg.slogdet(kernel).logabsdet)
 
 
-@proxy("zen")
+@proxy("zen", version=2)
 def zen(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
     """Zen-score log E_n||f(x) - f(x + 0.01 e)||_1 + sum_BN log sigma_BN (Lin et al., ICCV 2021).
 
     As Zen-NAS prescribes, the private copy's Conv2d/Linear weights are redrawn from N(0, 1)
     (biases zero, norm affine parameters 1 and 0) and ``x``, ``e`` are Gaussian inputs of the
     batch's shape, all from a generator seeded with `ZEN_SEED`. ``f`` is the input of the
-    network's last ``nn.AdaptiveAvgPool2d`` (the pre-GAP feature map); ``sigma_BN`` is
-    ``sqrt(mean over channels of the batch variance)`` of each batch-norm layer's input in the
-    forward pass on ``x`` (the paper's BN scaling factor, read from batch statistics rather
-    than from running averages). The real images and labels are not used.
+    network's last ``nn.AdaptiveAvgPool2d`` (the pre-GAP feature map). ``sigma_BN`` is
+    ``sqrt(mean over channels of running_var)`` of each batch-norm layer after the two forward
+    passes (in training mode), as the authors' code reads it: with the default momentum 0.1 the
+    batch variances are blended into the initial running variance, so a layer whose input is
+    constant (a zero branch) still contributes a finite term. The real images and labels are
+    not used.
 
     Parameters
     ----------
-    net : the network (a private copy in probe mode; its weights are redrawn).
+    net : the network (a private copy in probe mode; its weights and running statistics change).
     inputs : [N, 3, H, W]; only its shape, dtype and device matter.
     targets : unused.
     """
@@ -96,43 +98,30 @@ def zen(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
     def gaussian(shape: torch.Size) -> torch.Tensor:
         return torch.randn(tuple(shape), generator=gen).to(device=inputs.device, dtype=inputs.dtype)
 
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     with torch.no_grad():
         for m in weight_layers(net):
             m.weight.copy_(gaussian(m.weight.shape))
             if m.bias is not None:
                 m.bias.zero_()
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.affine:
+        for m in norms:
+            if m.affine:
                 m.weight.fill_(1.0)
                 m.bias.zero_()
     pools = [m for m in net.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
     if not pools:
         raise ValueError("zen needs an nn.AdaptiveAvgPool2d (global average pool) to find the pre-GAP features")
     features: list[torch.Tensor] = []
-    log_sigmas: list[float] = []
-
-    def pre_gap(module: nn.Module, args: tuple) -> None:
-        features.append(args[0])
-
-    def bn_scale(module: nn.Module, args: tuple) -> None:
-        x = args[0].double()
-        var = x.transpose(0, 1).flatten(1).var(1, unbiased=False)
-        log_sigmas.append(0.5 * float(torch.log(var.mean())))
-
+    handle = pools[-1].register_forward_pre_hook(lambda module, args: features.append(args[0]))
     x = gaussian(inputs.shape)
     x_mixed = x + ZEN_GAMMA * gaussian(inputs.shape)
-    handles = [pools[-1].register_forward_pre_hook(pre_gap)]
-    norm_hooks = [m.register_forward_pre_hook(bn_scale) for m in net.modules()
-                  if isinstance(m, nn.modules.batchnorm._NormBase)]
     try:
         with torch.no_grad():
             net(x)
             clean = features[-1]
-            for handle in norm_hooks:
-                handle.remove()
             net(x_mixed)
     finally:
-        for handle in handles + norm_hooks:
-            handle.remove()
+        handle.remove()
     delta = (clean - features[-1]).abs().flatten(1).sum(1).mean()
+    log_sigmas = [0.5 * float(torch.log(m.running_var.double().mean())) for m in norms if m.running_var is not None]
     return float(torch.log(delta)) + sum(log_sigmas)  # -inf when the features ignore the input

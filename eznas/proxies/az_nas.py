@@ -94,7 +94,7 @@ def rank_aggregate(values: Sequence[Mapping[str, float]]) -> list[float]:
 
 @proxy("az_nas", combine=rank_aggregate)
 def az_nas(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """AZ-NAS expressivity, progressivity, trainability and complexity, rank-aggregated over the set (Lee & Ham, CVPR 2024).
+    """AZ-NAS: expressivity, progressivity, trainability, complexity, rank-aggregated (Lee & Ham, CVPR 2024).
 
     Parameters
     ----------
