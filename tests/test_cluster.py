@@ -1,0 +1,121 @@
+"""The same run on a dask cluster: a `dask.distributed` LocalCluster on loopback with two worker
+processes; `eznas evolve --backend dask --address ...` (statistics and fitness computed on the
+cluster) gives exactly the hall of fame of `--backend loky` with the same seed; and the cluster
+survives a job that raises, kills its worker or hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_data, run_cli
+
+distributed = pytest.importorskip("dask.distributed",
+                                  reason="dask.distributed not installed: pip install 'eznas[dask]'")
+
+from eznas.errors import EznasError  # noqa: E402
+from eznas.parallel import Failed, check_backend, close_clusters, run_tasks  # noqa: E402
+
+# test_evolve.py's TINY, on one NAS-Bench-201 task (its networks probe in seconds) so that
+# the statistics are computed twice, once per backend, within a minute or two.
+TINY = """
+[run]
+seed = 7
+n_jobs = 2
+backend = "loky"
+
+[tasks]
+evolve = ["nb201:cifar10"]
+heldout = ["nb201:cifar100"]
+pool_size = 6
+sample_size = 5
+heldout_size = 8
+
+[probe]
+batch_size = 16
+features = 32
+weight_rows = 16
+weight_cols = 16
+max_layers = 8
+
+[evolution]
+population = 24
+generations = 2
+tournament_size = 3
+elites = 2
+init_max_depth = 4
+max_depth = 7
+max_size = 25
+hall_of_fame = 5
+pool_fitness_top = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as local:
+        yield local
+        close_clusters()  # eznas's client of this cluster, before the cluster goes
+
+
+@needs_data
+def test_dask_cluster_gives_the_hall_of_fame_of_loky(cluster, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    checkpoints = {}
+    for backend, extra in (("dask", ("--address", cluster.scheduler_address)), ("loky", ())):
+        out = tmp_path / backend
+        r = run_cli("evolve", str(config), "--out", str(out), "--backend", backend, *extra,
+                    "--cache-dir", str(tmp_path / f"cache_{backend}"))
+        assert r.returncode == 0, r.stderr
+        checkpoints[backend] = json.loads((out / "checkpoint.json").read_text())
+    assert json.loads((tmp_path / "dask" / "config.json").read_text())["run"]["backend"] == "dask"
+    dask_hof, loky_hof = checkpoints["dask"]["hall_of_fame"], checkpoints["loky"]["hall_of_fame"]
+    assert len(dask_hof) >= 1
+    assert dask_hof == loky_hof
+    assert checkpoints["dask"]["population"] == checkpoints["loky"]["population"]
+
+
+def test_bad_scheduler_address_is_a_clear_error():
+    with pytest.raises(EznasError, match="cannot reach the dask scheduler at 'nonsense://x'"):
+        check_backend("dask", 2, "nonsense://x")
+
+
+def times_ten(i: int) -> int:
+    return 10 * i
+
+
+def raise_always() -> None:
+    raise RuntimeError("probe failed")
+
+
+def die_once(marker: str, value: int) -> int:
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return value
+
+
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_cluster_survives_raising_dying_and_hanging_jobs(cluster, tmp_path):
+    jobs = [(times_ten, (i,)) for i in range(8)]
+    jobs[2] = (raise_always, ())
+    jobs[4] = (die_once, (str(tmp_path / "died"), 40))
+    jobs[6] = (sleep_for, (120.0,))
+    results = list(run_tasks(jobs, backend="dask", address=cluster.scheduler_address, retries=1, timeout=8.0))
+    assert results[2] == Failed(results[2].error, 2) and "RuntimeError: probe failed" in results[2].error
+    assert results[6] == Failed("timed out after 8 s", 2)
+    assert [r for i, r in enumerate(results) if i not in (2, 6)] == [0, 10, 30, 40, 50, 70]
+    assert (tmp_path / "died").exists()
+    with distributed.Client(cluster.scheduler_address) as client:  # the hung job's worker was restarted
+        client.wait_for_workers(2, timeout=60)
+        assert list(run_tasks([(times_ten, (i,)) for i in range(4)], backend="dask",
+                              address=cluster.scheduler_address)) == [0, 10, 20, 30]
