@@ -16,9 +16,9 @@ layers of many networks stack into one tensor):
   gradient, its Hessian-diagonal estimate; ``R`` rows and ``C`` columns kept.
 - ``A``, ``G`` [L, N, F]: the node output flattened to [N, C*H*W] (or [N, out]) and dLoss/dA;
   ``F`` columns kept.
-- ``KA``, ``KG``, ``KS`` [L, N, N]: sample-by-sample matrices from ALL features of the node
-  output: Pearson correlation of A, of G, and the NASWOT kernel of A (fraction of units where
-  two samples agree on A > 0). Cheap (one [N, D] x [D, N] product) and exact, unlike Gram
+- ``KA``, ``KG``, ``KS`` [L, N, N]: sample-by-sample matrices from the features of the node
+  output (at most ``GRAM_FEATURES`` = 2048 seeded columns of it): Pearson correlation of A, of
+  G, and the NASWOT kernel of A (fraction of units where two samples agree on A > 0). Cheap (one [N, D] x [D, N] product) and exact, unlike Gram
   matrices of the F-column subsample.
 - [L] scalars: ``log_numel``, ``log_fan_in`` (inputs summed by one output unit:
   in/groups*kh*kw, or in_features), ``log_fan_out`` (outputs fed by one input unit:
@@ -64,8 +64,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 TINY = 1e-30
+GRAM_FEATURES = 2048  # the sample Grams KA, KG, KS use at most this many seeded feature columns
 
 MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
 LAYER_SCALARS = (
@@ -181,11 +182,11 @@ def rademacher(shape: torch.Size, seed: int, node: int, probe_index: int,
 
 
 def sample_corr(x: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation between the rows (samples) of ``x`` [N, D] -> [N, N], in float64.
+    """Pearson correlation between the rows (samples) of ``x`` [N, D] -> [N, N] (float32 math).
 
     A constant row correlates 0 with every other row; the diagonal is 1.
     """
-    x = x.double()
+    x = x.float()
     x = x - x.mean(dim=1, keepdim=True)
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     live = norm > 1e-12 * (1.0 + x.abs().amax())
@@ -196,9 +197,12 @@ def sample_corr(x: torch.Tensor) -> torch.Tensor:
 
 
 def sign_kernel(x: torch.Tensor) -> torch.Tensor:
-    """NASWOT kernel of ``x`` [N, D] -> [N, N]: fraction of units where two samples agree on x > 0."""
-    code = (x > 0).double()
-    return (code @ code.T + (1 - code) @ (1 - code).T) / x.shape[1]
+    """NASWOT kernel of ``x`` [N, D] -> [N, N]: fraction of units where two samples agree on x > 0.
+
+    With s = +-1 codes, agreements = (s s^T / D + 1) / 2: one matrix product.
+    """
+    s = (x > 0).float().mul_(2.0).sub_(1.0)
+    return (s @ s.T).div_(x.shape[1]).add_(1.0).mul_(0.5)
 
 
 def _logdet(m: torch.Tensor) -> float:
@@ -340,12 +344,15 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         nodes.append(module)
         flat = out.detach().reshape(n, per_sample)
         acts.append(flat.index_select(1, cols))
-        act_grams.append((sample_corr(flat), sign_kernel(flat)))
+        wide = per_sample > GRAM_FEATURES
+        gcols = subsample_index(per_sample, GRAM_FEATURES, seed, index, "K").to(out.device) if wide else None
+        gram_in = flat.index_select(1, gcols) if wide else flat
+        act_grams.append((sample_corr(gram_in), sign_kernel(gram_in)))
         if need_grad and out.requires_grad:
             def grad_hook(grad: torch.Tensor) -> None:
                 flat_grad = grad.detach().reshape(n, per_sample)
                 out_grads[index] = flat_grad.index_select(1, cols)
-                grad_grams[index] = sample_corr(flat_grad)
+                grad_grams[index] = sample_corr(flat_grad.index_select(1, gcols) if wide else flat_grad)
 
             tensor_hooks.append(out.register_hook(grad_hook))
 
@@ -389,11 +396,11 @@ def _add_grams(stats: NetworkStats, act_grams: list[tuple[torch.Tensor, torch.Te
     zeros = torch.zeros_like(act_grams[0][0])
     stats.layers["KA"] = torch.stack([act_grams[i][0] for i in keep]).float().cpu()
     stats.layers["KS"] = torch.stack([act_grams[i][1] for i in keep]).float().cpu()
-    stats.net["naswot"] = _logdet(sum(ks for _, ks in act_grams))
+    stats.net["naswot"] = _logdet(sum(ks.double() for _, ks in act_grams))
     if with_grads:
         kg = [grad_grams.get(i, zeros) for i in range(len(act_grams))]
         stats.layers["KG"] = torch.stack([kg[i] for i in keep]).float().cpu()
-        stats.net["rcor"] = _logdet(sum(ka.abs() + g.abs() for (ka, _), g in zip(act_grams, kg)))
+        stats.net["rcor"] = _logdet(sum(ka.double().abs() + g.double().abs() for (ka, _), g in zip(act_grams, kg)))
 
 
 def _hutchinson(weights: list[torch.Tensor], grads: list[torch.Tensor],
