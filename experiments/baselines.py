@@ -43,6 +43,7 @@ REFERENCES = (
     ("nb201:cifar10", "synflow", "spearman_rho", 0.74, 0.74, "Abdelfattah et al., ICLR 2021"),
     ("nb201:cifar10", "naswot", "spearman_rho", 0.78, 0.78, "Mellor et al., ICML 2021"),
 )
+FULL_COMMAND = "python experiments/baselines.py --n 1000 --seed 0 --jobs 2"
 BOOTSTRAP = 1000
 TOLERANCE = 0.05
 METRICS = (("kendall_tau", "Kendall tau-b", 3), ("spearman_rho", "Spearman rho", 3),
@@ -115,6 +116,16 @@ def protocol_table(results: dict[str, list[Evaluation]], data_dir: str | None) -
     return "\n".join(lines)
 
 
+def _sizes(results: dict[str, list[Evaluation]]) -> str:
+    """'200 networks per NB201 dataset and 20 per NDS space' (or the per-task counts when they vary)."""
+    counts: dict[str, set[int]] = {}
+    for task, evals in results.items():
+        counts.setdefault(parse_task(task).space, set()).add(len(evals[0].scores))
+    words = {"nb201": "NB201 dataset", "nds": "NDS space"}
+    parts = [f"{'/'.join(map(str, sorted(n)))} networks per {words[space]}" for space, n in counts.items()]
+    return " and ".join(parts)
+
+
 def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_dir: str | None) -> str:
     """The whole Markdown report."""
     parts = [
@@ -124,15 +135,21 @@ def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_d
         "",
         f"    {command}",
         "",
+        f"This table holds {_sizes(results)}: the sizes that fit about 45 minutes on the shared 2-core machine. "
+        "The full protocol of issue 6 (at least 1,000 NB201 networks per dataset, every network of every NDS "
+        f"space) is `{FULL_COMMAND}`, about 4 to 5 hours on the same machine; the score cache makes it resume "
+        "and reuse every network scored here.",
+        "",
         f"Protocol: per task, a sample drawn with `benchmarks.sample(task, n, seed={seed})` (all networks when n "
         f"exceeds the benchmark), each network built with net seed {NET_SEED}, one batch of {BATCH_SIZE} real "
         f"images `inputs.batch(task, {BATCH_SIZE}, seed={seed})` shared by every proxy. Kendall tau-b and Spearman "
         "rho against the benchmark's test accuracy, over the networks with a finite score; a bracketed number "
         "counts the networks on which the proxy failed (raised or gave a non-finite score). Precision of the top "
         "10%: fraction of the proxy's top 10% that is in the true top 10%. `az_nas` is rank-aggregated over each "
-        "task's sample. Seconds: median wall time of the proxy call per network on a shared, loaded 2-core CPU "
-        "machine (one thread per worker), so read them as relative costs. Proxy conventions are in the "
-        "docstrings of `eznas/proxies/`.",
+        "task's sample. Seconds: median wall time of the proxy call per network (one torch thread per worker), "
+        "recorded when each score was computed; the runs behind this table shared 2 CPU cores with other work "
+        "(load average 1 to 8), so read them as rough relative costs. Proxy conventions are in the docstrings "
+        "of `eznas/proxies/`.",
         "",
         protocol_table(results, data_dir),
         "",

@@ -21,9 +21,9 @@ cache from elsewhere have no timing).
 
 Per-network results are cached as JSON, one file per (proxy identity, task, seeds) under
 ``<cache root>/scores/``: the identity is the baseline name and version, the sha256 of a
-proxy file, or the expression with its probe settings. Files are written atomically every few
-seconds and at the end, so repeated and compared evaluations are cheap and a killed run
-resumes.
+proxy file, or the expression with its probe settings and the probe version. Files are written
+atomically every few seconds and at the end, so repeated and compared evaluations are cheap and
+a killed run resumes.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ from tqdm import tqdm
 from eznas import benchmarks, inputs, proxies
 from eznas import config as config_mod
 from eznas import gp as programs
-from eznas.cache import StatsCache, canonical_json
+from eznas.cache import StatsCache
 from eznas.errors import EznasError
 from eznas.evolve import read_checkpoint
 from eznas.fitness import Evaluator
-from eznas.parallel import run_tasks
+from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool, network_key, probe_settings
-from eznas.probe import probe
+from eznas.probe import PROBE_VERSION, probe
 from eznas.report import run_pools, used_indices
 from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
@@ -87,7 +87,8 @@ class ProxySpec:
     kind : ``"baseline"``, ``"file"`` or ``"expression"``.
     label : display name (baseline name, file name, infix expression).
     ref : what a worker resolves: the baseline name, the absolute file path, the prefix expression.
-    identity : JSON-able cache identity (name and version, file sha256, expression and probe settings).
+    identity : JSON-able cache identity (name and version, file sha256, or expression with its probe
+        settings and the probe version).
     """
 
     text: str
@@ -122,7 +123,7 @@ def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> Proxy
         raise EznasError(f"proxy {text!r} is neither a baseline nor a file, and not a valid expression: {e}") from None
     cfg = probe_cfg or config_mod.ProbeConfig()
     return ProxySpec(text, "expression", programs.infix(tree), str(tree),
-                     {"expression": str(tree), "probe": cfg.__dict__})
+                     {"expression": str(tree), "probe": cfg.__dict__, "probe_version": PROBE_VERSION})
 
 
 @functools.lru_cache(maxsize=32)
@@ -168,7 +169,7 @@ class ScoreCache:
     def __init__(self, root: Path, spec: ProxySpec, task: str, seed: int, batch_size: int) -> None:
         header = {"proxy": spec.identity, "task": task, "net_seed": NET_SEED,
                   "batch": {"n": batch_size, "seed": seed, "kind": "real"}, "version": SCORES_VERSION}
-        key = hashlib.sha256(canonical_json(header).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         self.path = root / SCORES_DIR / f"{key}.json"
         self.header = {**header, "label": spec.label}
         self.entries: dict[str, dict[str, Any]] = self._read()
@@ -227,9 +228,8 @@ def _clean(value: Any) -> tuple[Any, str | None]:
 
 
 def score_network(task: str, arch: Any, seed: int, batch_size: int, specs: Sequence[ProxySpec],
-                  data_dir: str | None, threads: int) -> list[dict[str, Any]]:
+                  data_dir: str | None) -> list[dict[str, Any]]:
     """Worker: build one network and its batch, run each baseline/file proxy on it, time each call."""
-    torch.set_num_threads(threads)
     x, y = inputs.batch(task, batch_size, seed, "real", data_dir)
     net = build_network(task, arch, seed=NET_SEED)
     results = []
@@ -244,10 +244,8 @@ def score_network(task: str, arch: Any, seed: int, batch_size: int, specs: Seque
     return results
 
 
-def probe_network(task: str, arch: Any, cfg: config_mod.ProbeConfig, cache_root: str, data_dir: str | None,
-                  threads: int) -> float:
+def probe_network(task: str, arch: Any, cfg: config_mod.ProbeConfig, cache_root: str, data_dir: str | None) -> float:
     """Worker: probe one network into the statistics cache; returns the probe's seconds."""
-    torch.set_num_threads(threads)
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     net = build_network(task, arch, seed=cfg.net_seed)
     start = time.perf_counter()
@@ -270,34 +268,39 @@ class _Run:
     probe_cfg: config_mod.ProbeConfig
     progress: bool
 
-    @property
-    def threads(self) -> int:
-        return max(1, (os.cpu_count() or 1) // self.jobs)
-
 
 def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[ScoreCache],
-                    records: Sequence[dict[str, Any]]) -> None:
-    """Fill the caches of baseline/file proxies: one job per network, for the proxies it lacks."""
+                    records: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Fill the caches of baseline/file proxies: one job per network, for the proxies it lacks.
+
+    Returns the networks whose job failed outright (worker crash, network not buildable), with
+    the reason; those are not cached, so the next run tries them again.
+    """
     todo = []
     for r in records:
         missing = [i for i, c in enumerate(caches) if c.get(r["index"]) is None]
         if missing:
             todo.append((r, missing))
     if not todo:
-        return
+        return {}
     jobs = [(score_network, (run.task.name, r["arch"], run.seed, run.batch_size, [specs[i] for i in missing],
-                             run.data_dir, run.threads)) for r, missing in todo]
+                             run.data_dir)) for r, missing in todo]
+    lost = {}
     bar = tqdm(total=len(todo), desc=f"scoring {run.task.name}", unit="net", disable=not run.progress,
                dynamic_ncols=True)
     try:
         for (r, missing), results in zip(todo, run_tasks(jobs, n_jobs=run.jobs)):
-            for i, entry in zip(missing, results):
-                caches[i].put(r["index"], entry)
+            if isinstance(results, Failed):
+                lost[r["index"]] = results.error
+            else:
+                for i, entry in zip(missing, results):
+                    caches[i].put(r["index"], entry)
             bar.update(1)
     finally:
         bar.close()
         for c in caches:
             c.flush()
+    return lost
 
 
 def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]]) -> None:
@@ -307,14 +310,14 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
     todo = [r for r in records if network_key(run.task.name, r["arch"], cfg) not in stats_cache]
-    jobs = [(probe_network, (run.task.name, r["arch"], cfg, str(run.cache_root), run.data_dir, run.threads))
-            for r in todo]
+    jobs = [(probe_network, (run.task.name, r["arch"], cfg, str(run.cache_root), run.data_dir)) for r in todo]
     seconds = {}
     bar = tqdm(total=len(todo), desc=f"probing {run.task.name}", unit="net", disable=not run.progress or not todo,
                dynamic_ncols=True)
     try:
         for r, s in zip(todo, run_tasks(jobs, n_jobs=run.jobs)):
-            seconds[r["index"]] = s
+            if not isinstance(s, Failed):  # a failed probe is retried by load_pool, untimed
+                seconds[r["index"]] = s
             bar.update(1)
     finally:
         bar.close()
@@ -404,9 +407,14 @@ class Evaluation:
                 "top10_precision": self.top_precision, "seconds_per_net": self.median_seconds}
 
 
-def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]], run: _Run) -> Evaluation:
-    """Turn cached entries into an `Evaluation` (set-level baselines are combined over the set)."""
-    entries = [cache.get(r["index"]) for r in records]
+def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]], run: _Run,
+             lost: dict[int, str]) -> Evaluation:
+    """Turn cached entries into an `Evaluation` (set-level baselines are combined over the set).
+
+    ``lost`` holds the networks whose job failed outright: they count as failures, uncached.
+    """
+    entries = [cache.get(r["index"]) or {"value": None, "seconds": None, "error": lost[r["index"]]}
+               for r in records]
     scores = np.full(len(records), math.nan)
     ok = [i for i, e in enumerate(entries) if e["value"] is not None]
     if ok:
@@ -478,11 +486,11 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
     caches = [ScoreCache(root, s, t.name, seed, batch_size) for s in specs]
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
-    _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
+    lost = _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
         if spec.kind == "expression":
             _score_expression(run, spec, cache, records)
-    return [_collect(s, c, records, run) for s, c in zip(specs, caches)]
+    return [_collect(s, c, records, run, lost) for s, c in zip(specs, caches)]
 
 
 # ----------------------------------------------------------------------------- tables

@@ -1,0 +1,210 @@
+"""Tests for `eznas.evaluate`: sanity of the baselines on 200 NB201 CIFAR-10 networks, file and
+expression proxies (an exported file scores what the engine scores), the score cache (reuse,
+resume, file identity), failures counted, evolution networks excluded, one-line errors for bad
+PROXY arguments, and the command's tables."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+import eznas.evaluate as ev
+from eznas import benchmarks, config
+from eznas.errors import EznasError
+from eznas.evolve import CHECKPOINT, CHECKPOINT_VERSION
+from eznas.export import export_source
+from eznas.pool import probe_settings
+from eznas.proxies import az_nas
+
+SMALL_TASK = "nb201:ImageNet16-120"  # the cheapest NB201 layout (16x16 inputs)
+RCOR = "logdet_sum(gram_add(gram_abs(corr(A)), gram_abs(corr(G))))"
+PARAMS_FILE = """\
+import torch
+
+
+def score(net, inputs, targets):
+    \"\"\"Parameter count (a hand-written proxy file).\"\"\"
+    return float(sum(p.numel() for p in net.parameters()))
+"""
+FLAKY_FILE = """\
+def score(net, inputs, targets):
+    \"\"\"Parameter count, but it raises or returns inf on two thirds of the networks.\"\"\"
+    n = sum(p.numel() for p in net.parameters())
+    if n % 3 == 0:
+        raise RuntimeError("multiple of three")
+    if n % 3 == 1:
+        return float("inf")
+    return float(n)
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _evaluate(proxy_args: list[str], data_dir: Path, cache: Path, **kwargs) -> list[ev.Evaluation]:
+    kwargs.setdefault("task", SMALL_TASK)
+    kwargs.setdefault("n", 4)
+    kwargs.setdefault("batch_size", 16)
+    return ev.evaluate(proxy_args, data_dir=data_dir, cache_dir=cache, progress=False, **kwargs)
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- sanity
+
+def test_sanity_on_200_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) -> None:
+    """Params/FLOPs Kendall tau within 0.1 of the published 0.59-0.62; NASWOT and synflow rank
+    positively. Params, FLOPs and synflow do not depend on the batch; NASWOT sees 16 of the
+    protocol's 64 images here to keep the test fast."""
+    results = _evaluate(["params", "flops", "synflow", "naswot"], data_dir, tmp_path, task="nb201:cifar10", n=200,
+                        seed=0, jobs=2)
+    by_name = {e.proxy: e for e in results}
+    for e in results:
+        print(f"{e.proxy}: n={len(e.scores)} failed={e.failed} tau={e.kendall_tau:.4f} rho={e.spearman_rho:.4f}")
+        assert len(e.scores) == 200
+    for name in ("params", "flops"):
+        assert by_name[name].failed == 0
+        assert 0.59 - 0.1 <= by_name[name].kendall_tau <= 0.62 + 0.1
+    for name in ("synflow", "naswot"):
+        assert by_name[name].failed <= 20  # disconnected cells (zero output) are the only failures
+        assert by_name[name].spearman_rho > 0.3
+
+
+# ----------------------------------------------------------------------------- proxy kinds
+
+def test_exported_file_scores_what_the_engine_scores_for_its_expression(data_dir: Path, tmp_path: Path) -> None:
+    exported = _write(tmp_path / "rcor.py", export_source(RCOR, probe_settings(config.ProbeConfig()), {"test": True}))
+    by_file, by_engine = _evaluate([exported, RCOR], data_dir, tmp_path / "cache", n=3)
+    assert by_file.proxy == "rcor.py" and by_engine.proxy.startswith("logdet_sum(")
+    np.testing.assert_array_equal(by_file.index, by_engine.index)
+    np.testing.assert_allclose(by_file.scores, by_engine.scores, rtol=1e-4)
+    assert by_file.failed == by_engine.failed == 0
+    assert np.all(np.isfinite(by_engine.seconds))  # the probe was timed, since this call computed the statistics
+
+
+def test_set_level_baseline_is_rank_aggregated_over_the_evaluated_set(data_dir: Path, tmp_path: Path) -> None:
+    (result,) = _evaluate(["az_nas"], data_dir, tmp_path, n=5)
+    cache = ev.ScoreCache(tmp_path, ev.resolve("az_nas"), SMALL_TASK, 0, 16)
+    components = [cache.get(int(i))["value"] for i in result.index]
+    assert set(components[0]) == set(az_nas.COMPONENTS)
+    np.testing.assert_allclose(result.scores, az_nas.rank_aggregate(components))
+
+
+# ----------------------------------------------------------------------------- cache
+
+def test_scores_are_cached_reused_and_resumed(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = _write(tmp_path / "params_proxy.py", PARAMS_FILE)
+    (first,) = _evaluate([proxy], data_dir, tmp_path / "cache", n=4)
+    calls: list[int] = []
+    original = ev.score_network
+
+    def counting(*args):
+        calls.append(len(args[4]))
+        return original(*args)
+
+    monkeypatch.setattr(ev, "score_network", counting)
+    (again, _) = _evaluate([proxy, "params"], data_dir, tmp_path / "cache", n=4)
+    assert len(calls) == 4 and set(calls) == {1}  # only the new proxy ran, on each network
+    np.testing.assert_array_equal(first.scores, again.scores)
+    calls.clear()
+    (longer, _) = _evaluate([proxy, "params"], data_dir, tmp_path / "cache", n=6)
+    assert len(calls) == 2  # a larger sample with the same seed extends the smaller one
+    np.testing.assert_array_equal(longer.scores[np.isin(longer.index, first.index)], first.scores)
+    calls.clear()
+    Path(proxy).write_text(PARAMS_FILE.replace("float(sum(", "-float(sum("))  # a new file version: new identity
+    (changed,) = _evaluate([proxy], data_dir, tmp_path / "cache", n=4)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(changed.scores, -first.scores)
+
+
+def test_a_corrupt_score_cache_is_recomputed_with_a_warning(data_dir: Path, tmp_path: Path) -> None:
+    (first,) = _evaluate(["params"], data_dir, tmp_path, n=3)
+    (path,) = (tmp_path / ev.SCORES_DIR).glob("*.json")
+    json.loads(path.read_text())  # the cache is plain JSON
+    path.write_text("{ not json")
+    with pytest.warns(UserWarning, match="unreadable"):
+        (again,) = _evaluate(["params"], data_dir, tmp_path, n=3)
+    np.testing.assert_array_equal(first.scores, again.scores)
+
+
+# ----------------------------------------------------------------------------- failures, exclusion
+
+def test_failures_are_recorded_counted_and_left_out_of_the_correlations(data_dir: Path, tmp_path: Path) -> None:
+    flaky = _write(tmp_path / "flaky.py", FLAKY_FILE)
+    result, params = _evaluate([flaky, "params"], data_dir, tmp_path / "cache", n=30)
+    mod3 = params.scores % 3
+    assert result.failed == int((mod3 != 2).sum()) > 0
+    assert np.all(np.isnan(result.scores[mod3 != 2]))
+    assert any("RuntimeError: multiple of three" in e for e in result.errors)
+    assert any("non-finite" in e for e in result.errors)
+    keep = mod3 == 2
+    assert result.kendall_tau == pytest.approx(sps.kendalltau(params.scores[keep], params.accuracy[keep]).statistic)
+
+
+def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Path) -> None:
+    used = [r["index"] for r in benchmarks.sample("nb201:cifar10", 4, 0, data_dir)]  # an NB201 pool of another dataset
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
+                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    (plain,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0)
+    assert set(plain.index) == set(used)  # same seed, same sample: exactly the run's networks
+    (held_out,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0, exclude_run=run)
+    assert len(held_out.index) == 4 and not set(held_out.index) & set(used)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: "snipp", "unknown proxy 'snipp': not a baseline"),
+    (lambda d: str(d / "missing.py"), "missing.py not found"),
+    (lambda d: _write(d / "empty.py", "x = 1\n"), "defines no function score"),
+    (lambda d: _write(d / "broken.py", "def score(net, inputs, targets)\n    return 1\n"),
+     "importing the proxy file failed (SyntaxError"),
+    (lambda d: "n_add(log_params", "not a valid expression"),
+    (lambda d: "agg_mean(A)", "not a valid expression"),
+])
+def test_bad_proxy_is_a_one_line_error(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(EznasError) as info:
+        ev.resolve(make(tmp_path))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- command
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eznas")
+    ev.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_command_compares_proxies_and_writes_tables(data_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    proxy = _write(tmp_path / "params_proxy.py", PARAMS_FILE)
+    args = _parser().parse_args(["evaluate", "params", "--task", SMALL_TASK, "--n", "5", "--seed", "3",
+                                 "--compare", f"flops,{proxy},params", "--out", str(tmp_path / "cmp"),
+                                 "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")])
+    assert ev.run(args) == 0
+    out = capsys.readouterr().out
+    assert "Kendall tau-b" in out and "wrote" in out
+    rows = list(csv.DictReader((tmp_path / "cmp.csv").open()))
+    assert [r["proxy"] for r in rows] == ["params", "flops", "params_proxy.py"]  # the repeated 'params' is dropped
+    assert rows[0]["kendall_tau"] == rows[2]["kendall_tau"]  # the same networks and batch for every proxy
+    assert all(r["networks"] == "5" and r["failed"] == "0" for r in rows)
+    md = (tmp_path / "cmp.md").read_text()
+    assert md.startswith("| task | proxy |") and "`params_proxy.py`" in md
+    assert math.isfinite(float(rows[1]["seconds_per_net"]))
