@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 
 from eznas import data as data_cmd
 from eznas import evaluate as evaluate_cmd
+from eznas import search as search_cmd
 from eznas.errors import EznasError
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run,
+                                                             "search": search_cmd.run}
 
 
 def command(name: str) -> Callable:
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_cmd.add_parser(sub)
     evaluate_cmd.add_parser(sub)
+    search_cmd.add_parser(sub)
 
     p = sub.add_parser("export", help="write a discovered program as a standalone Python proxy")
     p.add_argument("run", help="run directory")

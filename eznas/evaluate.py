@@ -482,6 +482,23 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
     exclude = used_indices(run_pools(exclude_run), t.name) if exclude_run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
+    return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg)
+
+
+def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
+                     jobs: int = 1, data_dir: str | os.PathLike | None = None,
+                     cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                     batch_size: int = BATCH_SIZE, probe_cfg: config_mod.ProbeConfig | None = None) -> list[Evaluation]:
+    """Score resolved proxies on given benchmark records through the score cache (the core of `evaluate`).
+
+    ``seed`` is the batch seed (the protocol's shared batch ``inputs.batch(task, batch_size, seed)``);
+    ``probe_cfg`` must be the one the expression specs were resolved with (default
+    ``_probe_config(seed, batch_size, None)``, as `evaluate` without ``exclude_run``). Networks
+    already in the cache are not scored again. Returns one `Evaluation` per spec, over ``records``
+    in the order given.
+    """
+    t = parse_task(task)
+    probe_cfg = probe_cfg or _probe_config(seed, batch_size, None)
     root = Path(cache_dir) if cache_dir is not None else StatsCache().root
     run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
     caches = [ScoreCache(root, s, t.name, seed, batch_size) for s in specs]
@@ -491,6 +508,26 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
         if spec.kind == "expression":
             _score_expression(run, spec, cache, records)
     return [_collect(s, c, records, run, lost) for s, c in zip(specs, caches)]
+
+
+def protocol_spec(text: str, seed: int = 0) -> ProxySpec:
+    """Resolve a PROXY for the protocol with batch seed ``seed`` (as `evaluate` does without ``exclude_run``)."""
+    return resolve(text, _probe_config(seed, BATCH_SIZE, None))
+
+
+def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
+                  jobs: int = 1, data_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+    """[len(records)] scores of one proxy on benchmark records (NaN where it failed), on the protocol.
+
+    The protocol is `evaluate`'s: net seed 0, the batch of `BATCH_SIZE` images drawn with ``seed``,
+    default probe settings for an expression; the per-network scores are read from and written to
+    the same score cache, so ``seed=0`` shares them with ``eznas evaluate --seed 0``. A set-level
+    baseline (``az_nas``) is combined over ``records``.
+    """
+    spec = proxy if isinstance(proxy, ProxySpec) else protocol_spec(proxy, seed)
+    (result,) = evaluate_records([spec], task, records, seed, jobs, data_dir, cache_dir, progress)
+    return result.scores
 
 
 # ----------------------------------------------------------------------------- tables
