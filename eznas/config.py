@@ -3,7 +3,7 @@ place with a one-line comment and its default).
 
 Sections and keys (defaults in brackets)::
 
-    [run]        seed [0], n_jobs [1], backend ["loky"], address [""]
+    [run]        seed [0], n_jobs [1], backend ["loky"], address [""], retries [2], timeout [0]
     [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
                  aggregate ["mean"]
     [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
@@ -43,6 +43,13 @@ class RunConfig:
     n_jobs: int = 1  # parallel workers for statistics and fitness
     backend: str = "loky"  # joblib backend: loky, threading, sequential, dask or ray
     address: str = ""  # dask scheduler / ray cluster address ("" = start a local one)
+    retries: int = 2  # further attempts for a statistics or fitness job that raises, dies or times out
+    timeout: float = 0.0  # seconds a statistics or fitness job may run (0 = no limit)
+
+    @property
+    def job_timeout(self) -> float | None:
+        """``timeout`` as `eznas.parallel.run_tasks` takes it (None for no limit)."""
+        return self.timeout or None
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,8 @@ def _validate(c: Config, source: str) -> None:
 
     check(c.run.backend in BACKENDS, "run.backend", c.run.backend, f"allowed: {', '.join(BACKENDS)}")
     check(c.run.n_jobs >= 1, "run.n_jobs", c.run.n_jobs, "use 1 or more")
+    check(c.run.retries >= 0, "run.retries", c.run.retries, "use 0 or more")
+    check(c.run.timeout >= 0, "run.timeout", c.run.timeout, "use seconds >= 0 (0 = no limit)")
     check(c.tasks.aggregate in AGGREGATES, "tasks.aggregate", c.tasks.aggregate, f"allowed: {', '.join(AGGREGATES)}")
     check(len(c.tasks.evolve) >= 1, "tasks.evolve", list(c.tasks.evolve), "name at least one task")
     for t in (*c.tasks.evolve, *c.tasks.heldout):

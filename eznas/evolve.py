@@ -14,11 +14,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from eznas.cache import StatsCache
 from eznas.config import Config, dump
 from eznas.errors import EznasError
 from eznas.fitness import WORST, Evaluator, Fitness, evaluate
-from eznas.parallel import run_tasks
+from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool
 from eznas.statsbatch import StatsBatch, concat
 
@@ -154,13 +155,39 @@ def _evaluate_chunk(batch: StatsBatch, texts: list[str], aggregate: str) -> list
 
 
 def evaluate_population(texts: list[str], batch: StatsBatch, config: Config) -> list[Fitness]:
-    """Fitness of every program on ``batch``, in order; chunks go to the run's workers."""
+    """Fitness of every program on ``batch``, in order; chunks go to the run's workers.
+
+    A chunk whose job failed on every attempt (`eznas.parallel.Failed`) is evaluated again one
+    program per job; a program whose own job fails too gets the worst fitness, with a warning.
+    """
     n = max(1, config.run.n_jobs)
     size = -(-len(texts) // n)
     chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    results = list(_run_chunks(chunks, batch, config))
+    alone = [[t] for chunk, result in zip(chunks, results) if isinstance(result, Failed) for t in chunk]
+    singles = _run_chunks(alone, batch, config)
+    fits = []
+    for chunk, result in zip(chunks, results):
+        if isinstance(result, Failed):
+            result = [_worst(t, single, batch) if isinstance(single, Failed) else single[0]
+                      for t, single in zip(chunk, singles)]
+        fits.extend(result)
+    return fits
+
+
+def _run_chunks(chunks: list[list[str]], batch: StatsBatch, config: Config) -> Iterator[list[Fitness] | Failed]:
+    """One fitness job per chunk of programs, with the run's retries and timeout."""
     jobs = [(_evaluate_chunk, (batch, chunk, config.tasks.aggregate)) for chunk in chunks]
-    results = run_tasks(jobs, n_jobs=n, backend=config.run.backend, address=config.run.address)
-    return [f for chunk in results for f in chunk]
+    labels = [f"programs {chunk[0]} .. {chunk[-1]}" if len(chunk) > 1 else f"program {chunk[0]}" for chunk in chunks]
+    return run_tasks(jobs, n_jobs=max(1, config.run.n_jobs), backend=config.run.backend, address=config.run.address,
+                     retries=config.run.retries, timeout=config.run.job_timeout, labels=labels)
+
+
+def _worst(text: str, failed: Failed, batch: StatsBatch) -> Fitness:
+    """The fitness of a program whose job failed: `WORST` on every task, as for an invalid program."""
+    logging.getLogger(__name__).warning("program %s gets the worst fitness: its job failed on all %d attempts: %s",
+                                        text, failed.attempts, failed.error)
+    return Fitness(value=WORST, taus={task: WORST for task in dict.fromkeys(batch.task.tolist())}, valid=False)
 
 
 def sample_batch(pools: dict[str, StatsBatch], config: Config, generation: int) -> StatsBatch:
@@ -266,8 +293,8 @@ def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, ech
         records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
         records = sorted(records, key=lambda r: r["index"])
         pools[task] = load_pool(task, records, config.probe, cache, config.run.n_jobs, config.run.backend,
-                                config.run.address, data_dir)
-        indices[task] = [r["index"] for r in records]
+                                config.run.address, data_dir, retries=config.run.retries, timeout=config.run.job_timeout)
+        indices[task] = pools[task].index.tolist()
     echo(f"pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
     return pools, indices
 

@@ -2,11 +2,13 @@
 
 Each network is built (seeded), fed one minibatch, probed, and its statistics stored in the
 cache under a key of everything that changes the numbers; later runs reload instead of
-recomputing. Missing networks are computed on joblib workers with a progress bar.
+recomputing. Missing networks are computed on parallel workers (`eznas.parallel.run_tasks`) with
+a progress bar; a network whose statistics keep failing is left out of the pool.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -18,11 +20,14 @@ from tqdm import tqdm
 from eznas import inputs
 from eznas.cache import StatsCache, stats_key
 from eznas.config import ProbeConfig
-from eznas.parallel import run_tasks
+from eznas.errors import EznasError
+from eznas.parallel import Failed, run_tasks
 from eznas.probe import PROBE_VERSION, NetworkStats, ProbeSettings, probe
 from eznas.spaces import build_network
 from eznas.statsbatch import StatsBatch, stack
 from eznas.tasks import parse_task
+
+log = logging.getLogger(__name__)
 
 
 def probe_settings(cfg: ProbeConfig) -> ProbeSettings:
@@ -57,36 +62,63 @@ def _fill_one(task: str, arch: Any, cfg: ProbeConfig, cache_root: str, data_dir:
 def fill_cache(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> int:
-    """Compute and cache the statistics of every record not cached yet; returns how many were computed."""
+    progress: bool = True, *, retries: int = 2, timeout: float | None = None,
+) -> tuple[int, set[int]]:
+    """Compute and cache the statistics of every record not cached yet.
+
+    A network whose job fails on all ``retries + 1`` attempts (raises, kills its worker, runs
+    past ``timeout`` seconds) is not cached, and a warning names it:
+    ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
+
+    Returns
+    -------
+    tuple of (int, set of int)
+        How many networks were computed now, and the benchmark indices of those that failed.
+    """
     parse_task(task)
     todo = [r for r in records if not cache.path(network_key(task, r["arch"], cfg)).is_file()]
     if not todo:
-        return 0
+        return 0, set()
     threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
-    jobs = [(_fill_one, (task, r["arch"], cfg, str(cache.root), None if data_dir is None else str(data_dir), threads))
-            for r in todo]
+    root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
+    jobs = [(_fill_one, (task, r["arch"], cfg, root, data, threads)) for r in todo]
+    labels = [f"{task} #{r['index']}" for r in todo]
+    failed = set()
     bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
-    for _ in run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address):
-        bar.update(1)
-    bar.close()
-    return len(todo)
+    try:
+        results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
+                            timeout=timeout, labels=labels)
+        for r, label, result in zip(todo, labels, results):
+            if isinstance(result, Failed):
+                log.warning("%s left out after %d attempts: %s", label, result.attempts, result.error)
+                failed.add(r["index"])
+            bar.update(1)
+    finally:
+        bar.close()
+    return len(todo) - len(failed), failed
 
 
 def load_pool(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool = True, *, retries: int = 2, timeout: float | None = None,
 ) -> StatsBatch:
-    """The `StatsBatch` of ``records`` of ``task``, computing what the cache lacks first."""
-    fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress)
+    """The `StatsBatch` of ``records`` of ``task``, computing what the cache lacks first.
+
+    Networks whose statistics failed (see `fill_cache`) are left out: the batch's ``index``
+    holds the benchmark indices of the networks kept, in the order of ``records``.
+    """
+    _, failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
+                           retries=retries, timeout=timeout)
+    kept = [r for r in records if r["index"] not in failed]
     stats = []
-    for r in records:
+    for r in kept:
         key = network_key(task, r["arch"], cfg)
         s = cache.load(key)
         if s is None:  # corrupt file: the cache warned; recompute in-process
             s = compute_stats(task, r["arch"], cfg, data_dir)
             cache.save(key, s, {"task": task, "arch": r["arch"]})
         stats.append(s)
-    return stack(stats, [r["accuracy"] for r in records], [task] * len(records), [r["index"] for r in records])
+    if not stats:
+        raise EznasError(f"{task}: the statistics of all {len(records)} networks failed (see the warnings above)")
+    return stack(stats, [r["accuracy"] for r in kept], [task] * len(kept), [r["index"] for r in kept])

@@ -79,7 +79,8 @@ def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache
         cache = StatsCache(cache_dir) if cache_dir else StatsCache()
         for task in cfg.tasks.heldout:
             records = heldout_records(task, cfg, ckpt["pools"], data_dir)
-            batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address, data_dir)
+            batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address, data_dir,
+                              retries=cfg.run.retries, timeout=cfg.run.job_timeout)
             evaluator = Evaluator(batch)
             for e in todo:
                 known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e)).taus[task]

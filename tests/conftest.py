@@ -31,10 +31,11 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-def run_cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m eznas.cli ARGS`` and capture its output."""
+def run_cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, timeout: int = 600,
+            entry: tuple[str, ...] = ("-m", "eznas.cli")) -> subprocess.CompletedProcess:
+    """Run ``python -m eznas.cli ARGS`` (or ``python ENTRY ARGS``) and capture its output."""
     full_env = {**os.environ, **(env or {})}
     if DATA_DIR is not None:
         full_env.setdefault("EZNAS_DATA_DIR", str(DATA_DIR))
-    return subprocess.run([sys.executable, "-m", "eznas.cli", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, *entry, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

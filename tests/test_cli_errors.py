@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import json
+import os
 
 import pytest
 
@@ -55,6 +56,10 @@ def test_bad_configs(tmp_path):
         "out_of_range.toml": ("[evolution]\ncrossover_prob = 1.5\n", "crossover_prob"),
         "bad_section.toml": ("[evolve]\nx = 1\n", "evolve"),
         "syntax.toml": ("[evolution\n", "malformed TOML"),
+        "unknown_task.toml": ("[tasks]\nevolve = [\"nb201:cifar1000\"]\n", "unknown task"),
+        "retries_range.toml": ("[run]\nretries = -1\n", "run.retries"),
+        "timeout_type.toml": ("[run]\ntimeout = \"soon\"\n", "timeout"),
+        "timeout_range.toml": ("[run]\ntimeout = -5\n", "run.timeout"),
     }
     for name, (text, needle) in cases.items():
         path = tmp_path / name
@@ -62,3 +67,80 @@ def test_bad_configs(tmp_path):
         _assert_clean_error(run_cli("evolve", str(path), "--out", str(tmp_path / "run")), needle)
     assert not (tmp_path / "run" / "checkpoint.json").exists()
     _assert_clean_error(run_cli("evolve", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "run")), "not found")
+
+
+def test_malformed_csv_row_and_json_structure(tmp_path):
+    (tmp_path / "nb201").mkdir()
+    (tmp_path / "nb201" / "nats_bench.csv").write_text(
+        "CIFAR10TestAccuracy200Epochs,CIFAR100TestAccuracy200Epochs,ImageNetTestAccuracy200Epochs,"
+        "ArchitectureString,UniqueString\ngarbage,row\n")
+    _assert_clean_error(run_cli("info", "nb201:cifar10", "--data-dir", str(tmp_path)), "nats_bench.csv:2", "malformed")
+    (tmp_path / "nds").mkdir()
+    for text in ('{"a": 1}', '[{"net": 1}]'):
+        (tmp_path / "nds" / "DARTS_in.json").write_text(text)
+        _assert_clean_error(run_cli("info", "nds:DARTS_in", "--data-dir", str(tmp_path)), "DARTS_in.json")
+
+
+def test_unknown_task_for_stats(tmp_path):
+    _assert_clean_error(run_cli("stats", "--task", "nb201:cifar1000", "--cache-dir", str(tmp_path)), "unknown task")
+    assert not any(tmp_path.iterdir())
+
+
+def _fake_run(out, config: dict) -> bytes:
+    """A run directory holding a checkpoint of ``config`` (nothing else is read before the refusal)."""
+    out.mkdir()
+    (out / "checkpoint.json").write_text(json.dumps({"version": 1, "config": config, "population": []}))
+    return (out / "checkpoint.json").read_bytes()
+
+
+def test_run_directory_holding_a_different_run(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[evolution]\ngenerations = 1\n")
+    out = tmp_path / "run"
+    before = _fake_run(out, {"run": {"seed": 99}})
+    _assert_clean_error(run_cli("evolve", str(config), "--out", str(out)), "already holds a run", "--resume", "--force")
+    _assert_clean_error(run_cli("evolve", str(config), "--out", str(out), "--resume"), "different config")
+    assert (out / "checkpoint.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
+def test_output_directory_not_writable(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[evolution]\ngenerations = 1\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        _assert_clean_error(run_cli("evolve", str(config), "--out", str(locked)), "not writable")
+        _assert_clean_error(run_cli("evolve", str(config), "--out", str(locked / "run")), "cannot create")
+        assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["stats", "evolve"])
+def test_unreachable_dask_scheduler(tmp_path, command):
+    pytest.importorskip("dask.distributed")
+    config = tmp_path / "c.toml"
+    config.write_text("[evolution]\ngenerations = 1\n")
+    args = ("stats", "--task", "nb201:cifar10", "--cache-dir", str(tmp_path / "cache")) if command == "stats" else \
+        ("evolve", str(config), "--out", str(tmp_path / "run"))
+    _assert_clean_error(run_cli(*args, "--backend", "dask", "--address", "nonsense://x"),
+                        "cannot reach the dask scheduler at 'nonsense://x'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.parametrize("command", ["stats", "evolve"])
+def test_missing_ray_package(tmp_path, command):
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    config = tmp_path / "c.toml"
+    config.write_text("[evolution]\ngenerations = 1\n")
+    args = ("stats", "--task", "nb201:cifar10", "--cache-dir", str(tmp_path / "cache")) if command == "stats" else \
+        ("evolve", str(config), "--out", str(tmp_path / "run"))
+    _assert_clean_error(run_cli(*args, "--backend", "ray"), "pip install 'eznas[ray]'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
