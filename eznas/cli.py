@@ -14,6 +14,7 @@ from eznas import data as data_cmd
 from eznas import evaluate as evaluate_cmd
 from eznas import search as search_cmd
 from eznas.errors import EznasError
+from eznas.parallel import check_backend
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run,
                                                              "search": search_cmd.run}
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=200, help="networks to probe, a seeded sample (default 200)")
     g.add_argument("--all", action="store_true", help="probe every network of the task")
     p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
-    p.add_argument("--config", help="take the [probe] settings from this run config (default: built-in defaults)")
+    p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
+                                    "(default: built-in defaults)")
     _add_parallel(p)
     _add_data_dir(p)
     _add_cache_dir(p)
@@ -151,11 +153,15 @@ def _stats(args: argparse.Namespace) -> int:
     from eznas.cache import StatsCache
     from eznas.pool import fill_cache
 
-    probe_cfg = config.load(args.config).probe if args.config else config.ProbeConfig()
+    cfg = config.load(args.config) if args.config else config.Config()
+    n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
+    check_backend(backend, n_jobs, address)
     records = benchmarks.load_task(args.task, args.data_dir) if args.all else benchmarks.sample(args.task, args.n, args.seed, args.data_dir)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
-    done = fill_cache(args.task, records, probe_cfg, cache, args.jobs or 1, args.backend or "loky", args.address or "", args.data_dir)
-    print(f"{args.task}: {len(records)} networks, {done} computed, {len(records) - done} already cached in {cache.root}")
+    done, failed = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
+                              retries=cfg.run.retries, timeout=cfg.run.job_timeout)
+    print(f"{args.task}: {len(records)} networks, {done} computed, {len(failed)} failed, "
+          f"{len(records) - done - len(failed)} already cached in {cache.root}")
     return 0
 
 
@@ -164,6 +170,7 @@ def _evolve(args: argparse.Namespace) -> int:
     from eznas import config, evolve
 
     cfg = config.load(args.config, _run_overrides(args))
+    check_backend(cfg.run.backend, cfg.run.n_jobs, cfg.run.address)
     state = evolve.run(cfg, args.out, resume=args.resume, force=args.force, data_dir=args.data_dir, cache_dir=args.cache_dir)
     best = evolve.hall_of_fame(state.scored, 1)
     if best:

@@ -303,10 +303,14 @@ def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[Scor
     return lost
 
 
-def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]]) -> None:
-    """Fill the cache of an expression: probe what the statistics cache lacks (timed), then run the engine."""
+def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Fill the cache of an expression: probe what the statistics cache lacks (timed), then run the engine.
+
+    Returns the networks whose statistics failed (left out of the pool), with the reason; those
+    are not cached, so the next run tries them again.
+    """
     if all(cache.get(r["index"]) is not None for r in records):
-        return
+        return {}
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
     todo = [r for r in records if network_key(run.task.name, r["arch"], cfg) not in stats_cache]
@@ -316,22 +320,24 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
                dynamic_ncols=True)
     try:
         for r, s in zip(todo, run_tasks(jobs, n_jobs=run.jobs)):
-            if not isinstance(s, Failed):  # a failed probe is retried by load_pool, untimed
+            if not isinstance(s, Failed):  # a failed probe is tried again by load_pool, untimed
                 seconds[r["index"]] = s
             bar.update(1)
     finally:
         bar.close()
-    batch = load_pool(run.task.name, records, cfg, stats_cache, data_dir=run.data_dir, progress=False)
+    batch = load_pool(run.task.name, records, cfg, stats_cache, run.jobs, data_dir=run.data_dir, progress=False)
+    kept = set(batch.index.tolist())
     try:
         values = Evaluator(batch).scores(programs.parse(spec.ref)).double().tolist()
         error = None
     except (RuntimeError, ValueError, IndexError) as e:  # a failing program scores NaN everywhere
-        values, error = [math.nan] * len(records), f"{type(e).__name__}: {' '.join(str(e).split())}"
-    for r, v in zip(records, values):
+        values, error = [math.nan] * len(kept), f"{type(e).__name__}: {' '.join(str(e).split())}"
+    for r, v in zip([r for r in records if r["index"] in kept], values):
         old = cache.get(r["index"]) or {}
         value, why = _clean(v) if error is None else (None, error)
         cache.put(r["index"], {"value": value, "seconds": seconds.get(r["index"], old.get("seconds")), "error": why})
     cache.flush()
+    return {r["index"]: "statistics could not be computed (see the warnings)" for r in records if r["index"] not in kept}
 
 
 # ----------------------------------------------------------------------------- results
@@ -506,7 +512,7 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
     lost = _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
         if spec.kind == "expression":
-            _score_expression(run, spec, cache, records)
+            lost.update(_score_expression(run, spec, cache, records))
     return [_collect(s, c, records, run, lost) for s, c in zip(specs, caches)]
 
 
