@@ -76,7 +76,7 @@ def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int)
     tasks = list(results)
     short = [t.split(":", 1)[1] for t in tasks]
     lines = ["| proxy | " + " | ".join(short) + " |", "|---|" + "---:|" * len(tasks)]
-    for i, name in enumerate(proxies.names()):
+    for i, name in enumerate(e.proxy for e in results[tasks[0]]):
         cells = []
         for t in tasks:
             e = results[t][i]
@@ -88,13 +88,13 @@ def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int)
 
 def reference_section(results: dict[str, list[Evaluation]]) -> str:
     """Our figures against the published ones, with bootstrap intervals and the gap."""
-    names = proxies.names()
     lines = ["| task | proxy | metric | published | ours | 95% bootstrap | gap > 0.05 |",
              "|---|---|---|---|---|---|---|"]
     for task, proxy, metric, low, high, source in REFERENCES:
-        if task not in results:
+        found = [e for e in results.get(task, []) if e.proxy == proxy]
+        if not found:
             continue
-        e = results[task][names.index(proxy)]
+        e = found[0]
         ours = e.row()[metric]
         lo, hi = bootstrap_interval(e, metric)
         gap = max(low - ours, ours - high, 0.0)

@@ -7,6 +7,7 @@ and exit status 2; nothing else is printed for such errors (no traceback).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -195,7 +196,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from eznas import config
     from eznas.evolve import read_checkpoint
-    from eznas.export import export_source
+    from eznas.export import export_source, run_record
     from eznas.pool import probe_settings
 
     out = Path(args.run)
@@ -209,14 +210,16 @@ def _export(args: argparse.Namespace) -> int:
             "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": cfg.probe.__dict__}
     text = export_source(row["expr"], probe_settings(cfg.probe), info)
     target = Path(args.output)
+    record = target.with_suffix(".json")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        for path, content in ((target, text), (record, json.dumps(run_record(ckpt, args.rank, str(out)), indent=1))):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(content)
+            tmp.replace(path)
     except OSError as e:
         raise EznasError(f"cannot write {target}: {e.strerror}; choose another -o path") from None
-    print(f"wrote {target}: score = {row['infix']}")
+    print(f"wrote {target} and {record.name}: score = {row['infix']}")
     return 0
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import platform
 from typing import Any
 
+import torch
 from deap import gp
 
 import primitives
@@ -139,3 +142,19 @@ def score(net, inputs, targets) -> float:
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])
 '''
+
+
+def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any]:
+    """What goes beside an exported proxy (``NAME.json``): the program, how it scored, the
+    fitness history, the run's config and seed, its wall time and the machine it ran on."""
+    row = checkpoint["hall_of_fame"][rank]
+    return {
+        "run": run, "rank": rank, "expression": row["expr"], "infix": row["infix"], "size": row["size"],
+        "pool_fitness": row["fitness"], "pool_taus": row["taus"], "found_at_generation": row["generation"],
+        "generations": checkpoint["next_generation"], "evolution_seconds": checkpoint["elapsed"],
+        "seed": checkpoint["config"]["run"]["seed"], "config": checkpoint["config"],
+        "fitness_history": [{k: h[k] for k in ("gen", "best", "median", "hof_fitness", "seconds")}
+                            for h in checkpoint["history"]],
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__},
+    }

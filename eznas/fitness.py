@@ -2,6 +2,9 @@
 
 Direction: greater is better; `WORST` (-1.0, the lowest possible tau) is given to any program
 whose scores on a task are non-finite or constant, or that raises: the run carries on.
+Selection uses tau-b with tied scores counted against the program (`kendall_tau` with
+``penalise_ties``): float32 saturation (a sigmoid of a large number, a clamp) ties whole
+groups of networks, which plain tau-b would reward by shrinking its denominator.
 A program is evaluated on all layers of all networks at once, and every distinct subtree's
 value is memoised (populations share most subtrees).
 """
@@ -82,12 +85,23 @@ class Evaluator:
             self._bytes -= old.numel() * old.element_size()
 
 
-def kendall_tau(scores: np.ndarray, accuracy: np.ndarray) -> float:
-    """Kendall tau-b of scores vs accuracy; `WORST` when scores are non-finite or constant."""
+def kendall_tau(scores: np.ndarray, accuracy: np.ndarray, penalise_ties: bool = False) -> float:
+    """Kendall tau-b of scores vs accuracy; `WORST` when scores are non-finite or constant.
+
+    With ``penalise_ties``, tau-b times sqrt(1 - tied score pairs / all pairs): equal to tau-b
+    when no two scores tie, and the same as counting tied score pairs as untied-but-uninformative
+    (Kendall's (C - D) / sqrt(P (P - accuracy ties)) with P pairs).
+    """
     if len(scores) < 2 or not np.all(np.isfinite(scores)) or np.all(scores == scores[0]):
         return WORST
     tau = sps.kendalltau(scores, accuracy).statistic
-    return float(tau) if math.isfinite(tau) else WORST
+    if not math.isfinite(tau):
+        return WORST
+    if penalise_ties:
+        counts = np.unique(scores, return_counts=True)[1].astype(float)
+        pairs = len(scores) * (len(scores) - 1) / 2
+        tau *= math.sqrt(1.0 - float((counts * (counts - 1) / 2).sum()) / pairs)
+    return float(tau)
 
 
 @dataclass(frozen=True)
@@ -99,8 +113,10 @@ class Fitness:
     valid: bool
 
 
-def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mean") -> Fitness:
-    """Score ``tree`` on the evaluator's batch and reduce per-task taus with ``aggregate``."""
+def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mean",
+             penalise_ties: bool = True) -> Fitness:
+    """Score ``tree`` on the evaluator's batch and reduce per-task taus with ``aggregate``
+    (tied scores counted against the program unless ``penalise_ties`` is False: plain tau-b)."""
     batch = evaluator.batch
     try:
         scores = evaluator.scores(tree).double().numpy()
@@ -109,7 +125,7 @@ def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mea
     taus = {}
     for task in dict.fromkeys(batch.task.tolist()):
         mask = batch.task == task
-        taus[task] = kendall_tau(scores[mask], batch.accuracy[mask])
+        taus[task] = kendall_tau(scores[mask], batch.accuracy[mask], penalise_ties)
     values = list(taus.values())
     value = float(np.mean(values)) if aggregate == "mean" else float(np.min(values))
     return Fitness(value=value, taus=taus, valid=all(t != WORST for t in values))

@@ -83,7 +83,7 @@ def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache
                               retries=cfg.run.retries, timeout=cfg.run.job_timeout)
             evaluator = Evaluator(batch)
             for e in todo:
-                known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e)).taus[task]
+                known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e), penalise_ties=False).taus[task]
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(known, indent=1))
         os.replace(tmp, path)

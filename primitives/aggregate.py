@@ -1,4 +1,5 @@
-"""Aggregators: per-layer values -> one number per network, through `Layers.seg`.
+"""Aggregators: per-layer values -> one number per network, through `Layers.seg`,
+and `layer_delta`, the one per-layer operation that needs to know where each network starts.
 
 Every function takes ``(x, layers)`` and reduces all networks at once with
 index_add / scatter_reduce; a network without layers gets 0.
@@ -59,3 +60,10 @@ def agg_depth_mean(x: torch.Tensor, layers: Layers) -> torch.Tensor:
 def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
     """Gram [L,N,N] -> NScalar [B]: logdet of the sum of each network's Gram matrices (RCor)."""
     return logdet(_seg_sum(x, layers))
+
+
+def layer_delta(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+    """LScalar [L] -> LScalar [L]: each layer's value minus the previous layer's of its network; 0 for a first layer."""
+    previous = torch.cat([x[:1], x[:-1]])
+    first = torch.cat([layers.seg.new_ones(1, dtype=torch.bool), layers.seg[1:] != layers.seg[:-1]])
+    return _finite(x - previous).masked_fill_(first, 0.0)

@@ -64,3 +64,15 @@ def eig_ratio(x: torch.Tensor) -> torch.Tensor:
         magnitude = torch.linalg.svdvals(y)
     largest = magnitude.amax(dim=-1).add_(RIDGE)
     return largest.log_().sub_(magnitude.amin(dim=-1).add_(RIDGE).log_())
+
+
+def eig_entropy(x: torch.Tensor) -> torch.Tensor:
+    """Gram [L,N,N] -> LScalar [L]: entropy of the normalised |eigenvalues| of sym(x); 0 at x = 0."""
+    y = x / _amax_scale(x, (-2, -1))
+    y = (y + y.mT).mul_(0.5)
+    try:
+        magnitude = torch.linalg.eigvalsh(y).abs_()
+    except torch.linalg.LinAlgError:  # no convergence; for symmetric y, svdvals = |eig|
+        magnitude = torch.linalg.svdvals(y)
+    p = magnitude / magnitude.sum(dim=-1, keepdim=True).clamp_min_(RIDGE)
+    return _finite(-(p * p.clamp_min(RIDGE).log()).sum(dim=-1))

@@ -36,7 +36,8 @@ class Primitive:
     doc : str
         One-line description.
     aggregator : bool
-        True when `func` needs the pool's `Layers` (layer -> network reductions).
+        True when `func` needs the pool's `Layers`: layer -> network reductions, and
+        layer-order operations such as ``l_delta``.
     """
 
     name: str
@@ -100,6 +101,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     Primitive("eig_ratio", red.eig_ratio, (Gram,), LScalar, "log condition number, symmetric part"),
     Primitive("trace", red.trace, (Gram,), LScalar, "sum of the diagonal"),
     Primitive("gram_mean_abs", red.mat_mean_abs, (Gram,), LScalar, "mean |x| of each matrix"),
+    Primitive("eig_entropy", red.eig_entropy, (Gram,), LScalar, "entropy of the normalised eigenvalues (isotropy)"),
     # LScalar -> LScalar
     Primitive("l_abs", ew.absolute, (LScalar,), LScalar, "|x|"),
     Primitive("l_square", ew.square, (LScalar,), LScalar, "x**2"),
@@ -116,6 +118,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     Primitive("l_div_safe", ew.div_safe, (LScalar, LScalar), LScalar, "x / y, protected"),
     Primitive("l_min", ew.minimum, (LScalar, LScalar), LScalar, "min(x, y)"),
     Primitive("l_max", ew.maximum, (LScalar, LScalar), LScalar, "max(x, y)"),
+    Primitive("l_delta", agg.layer_delta, (LScalar,), LScalar, "change from the previous layer of the network", True),
     # LScalar / Gram -> NScalar
     Primitive("agg_mean", agg.agg_mean, (LScalar,), NScalar, "mean over the net's layers", True),
     Primitive("agg_sum", agg.agg_sum, (LScalar,), NScalar, "sum over the net's layers", True),

@@ -78,6 +78,18 @@ def test_kendall_tau_b_and_the_worst_value():
     assert kendall_tau(np.array([1.0, np.inf, 2.0, 3.0, 4.0]), acc) == WORST
 
 
+def test_penalised_tau_counts_tied_scores_against():
+    acc = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    untied = np.array([2.0, 1.0, 3.0, 4.0, 6.0, 5.0])
+    assert kendall_tau(untied, acc, penalise_ties=True) == pytest.approx(kendall_tau(untied, acc))
+    # saturating the three worst networks to one value: tau-b rises, the penalised tau falls
+    saturated = np.array([0.0, 0.0, 0.0, 4.0, 6.0, 5.0])
+    assert kendall_tau(saturated, acc) > kendall_tau(untied, acc)
+    assert kendall_tau(saturated, acc, penalise_ties=True) < kendall_tau(untied, acc, penalise_ties=True)
+    # by hand: C = 11, D = 1 over 15 pairs, 3 tied -> (C - D) / 15
+    assert kendall_tau(saturated, acc, penalise_ties=True) == pytest.approx(10 / 15)
+
+
 @needs_data
 def test_fitness_aggregates_per_task(batch):
     tree = programs.parse("log_params")

@@ -156,7 +156,7 @@ def test_row_matches_function(prim):
     assert len(params) == len(prim.in_types) + prim.aggregator
     if prim.aggregator:
         assert params[-1] == "layers"
-        assert prim.ret_type is NScalar and prim.in_types[0] in (LScalar, Gram)
+        assert prim.in_types[0] in (LScalar, Gram) and prim.ret_type in (NScalar, LScalar)
     assert all(t in SHAPES for t in (*prim.in_types, prim.ret_type))
     doc = inspect.getdoc(prim.func)
     assert doc and "\n" not in doc and "->" in doc
@@ -216,7 +216,8 @@ def test_batched_equals_loop(prim, kind):
         for b in range(layers.n_nets):
             mask, alone = _single_net(layers, b)
             one = call(prim, [a[mask] for a in args], alone)
-            torch.testing.assert_close(one, out[b : b + 1], rtol=1e-5, atol=1e-5)
+            expected = out[b : b + 1] if prim.ret_type is NScalar else out[mask]
+            torch.testing.assert_close(one, expected, rtol=1e-5, atol=1e-5)
     else:
         for i in range(out.shape[0]):
             one = call(prim, [a[i : i + 1] for a in args], layers)
@@ -346,6 +347,22 @@ def test_aggregators_known_values():
     }
     for name, values in expected.items():
         assert by_name(name).func(x, layers).tolist() == values, name
+
+
+def test_layer_delta_restarts_at_each_network():
+    layers = Layers.from_sizes([3, 2])
+    x = torch.tensor([1.0, 4.0, 2.0, 10.0, 7.0])
+    assert by_name("l_delta").func(x, layers).tolist() == [0.0, 3.0, -2.0, 0.0, -3.0]
+
+
+def test_eig_entropy_isotropic_vs_rank_one():
+    entropy = by_name("eig_entropy").func
+    eye = torch.eye(N).expand(2, N, N).clone()
+    eye[1] *= 7.0  # scale does not matter
+    torch.testing.assert_close(entropy(eye), torch.full((2,), np.log(N), dtype=torch.float32))
+    v = _rand(1, N, 1)
+    assert entropy(v @ v.mT).item() == pytest.approx(0.0, abs=1e-4)
+    assert entropy(torch.zeros(1, N, N)).item() == 0.0
 
 
 def test_layers_from_sizes_and_validation():
