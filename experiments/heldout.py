@@ -10,8 +10,10 @@ run resumes and a larger ``--n`` only scores the networks it adds.
 
     python experiments/heldout.py --run runs/default --proxy results/proxies/eznas_best.py --jobs 2
 
-writes ``--out``.md and .csv (default results/heldout) and ``--out``_TASK.png, a scatter of
-the first proxy's score against test accuracy per task.
+writes ``--out``.md and .csv (default results/heldout), ``--out``_KEY.png (KEY: the NB201 dataset
+or NDS space), a scatter of
+the first proxy's score against test accuracy per task, and fitness.png (the run's fitness per
+generation) beside them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 from baselines import METRICS, metric_table, protocol_table
 from eznas import proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, write_text
+from eznas.evolve import read_checkpoint
+from eznas.report import plot_fitness
 from eznas.tasks import parse_task
 
 TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = list(args.proxy) + [b for b in args.baselines.split(",") if b]
     results: dict[str, list[Evaluation]] = {}
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_fitness(out.parent, read_checkpoint(Path(args.run))["history"])
     for task in args.tasks.split(","):
         n = args.n if parse_task(task).space == "nb201" else args.nds_n
         start = time.perf_counter()
@@ -105,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  data_dir=args.data_dir, cache_dir=args.cache_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
         if args.proxy:
-            scatter(results[task][0], out.with_name(f"{out.name}_{task.replace(':', '_')}.png"))
+            scatter(results[task][0], out.with_name(f"{out.name}_{parse_task(task).key}.png"))
         write_text(out.with_suffix(".md"), render(results, command, args.run, args.seed, args.data_dir))
         write_text(out.with_suffix(".csv"), csv_table([e for evals in results.values() for e in evals]))
     print(f"wrote {out}.md and {out}.csv")
