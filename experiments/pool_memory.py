@@ -3,6 +3,7 @@ missing) and print the bytes of the stacked tensors and the process's peak RSS; 
 is one JSON object.
 
     python experiments/pool_memory.py --task nb201:cifar10 --n 500 --jobs 2
+    python experiments/pool_memory.py --task nb201:cifar10 --run runs/default   # a run's own pool
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from eznas import benchmarks
 from eznas import config as config_mod
 from eznas.cache import StatsCache
+from eznas.evolve import read_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,12 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="nb201:cifar10")
     parser.add_argument("--n", type=int, default=500, help="networks (a seeded sample, seed 0)")
+    parser.add_argument("--run", default=None, help="take the networks of this evolution run's pool instead")
     parser.add_argument("--config", default="experiments/default.toml", help="probe settings from this run config")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
     cfg = config_mod.load(args.config)
-    records = sorted(benchmarks.sample(args.task, args.n, 0), key=lambda r: r["index"])
+    if args.run:
+        used = set(read_checkpoint(Path(args.run))["pools"][args.task])
+        records = [r for r in benchmarks.load_task(args.task) if r["index"] in used]
+    else:
+        records = sorted(benchmarks.sample(args.task, args.n, 0), key=lambda r: r["index"])
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     start = time.perf_counter()
     pool = load_pool(args.task, records, cfg.probe, cache, n_jobs=args.jobs)
