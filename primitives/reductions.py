@@ -54,25 +54,25 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-def eig_ratio(x: torch.Tensor) -> torch.Tensor:
-    """Gram [L,N,N] -> LScalar [L]: log (max|e|+RIDGE)/(min|e|+RIDGE), e = eig(sym(x))/max|x|."""
+def _sym_eig_magnitudes(x: torch.Tensor) -> torch.Tensor:
+    """|eigenvalues| [L,N] of the symmetric part of each matrix scaled to a largest magnitude of 1."""
     y = x / _amax_scale(x, (-2, -1))
     y = (y + y.mT).mul_(0.5)
     try:
-        magnitude = torch.linalg.eigvalsh(y).abs_()
+        return torch.linalg.eigvalsh(y).abs_()
     except torch.linalg.LinAlgError:  # no convergence; for symmetric y, svdvals = |eig|
-        magnitude = torch.linalg.svdvals(y)
+        return torch.linalg.svdvals(y)
+
+
+def eig_ratio(x: torch.Tensor) -> torch.Tensor:
+    """Gram [L,N,N] -> LScalar [L]: log (max|e|+RIDGE)/(min|e|+RIDGE), e = eig(sym(x))/max|x|."""
+    magnitude = _sym_eig_magnitudes(x)
     largest = magnitude.amax(dim=-1).add_(RIDGE)
     return largest.log_().sub_(magnitude.amin(dim=-1).add_(RIDGE).log_())
 
 
 def eig_entropy(x: torch.Tensor) -> torch.Tensor:
     """Gram [L,N,N] -> LScalar [L]: entropy of the normalised |eigenvalues| of sym(x); 0 at x = 0."""
-    y = x / _amax_scale(x, (-2, -1))
-    y = (y + y.mT).mul_(0.5)
-    try:
-        magnitude = torch.linalg.eigvalsh(y).abs_()
-    except torch.linalg.LinAlgError:  # no convergence; for symmetric y, svdvals = |eig|
-        magnitude = torch.linalg.svdvals(y)
+    magnitude = _sym_eig_magnitudes(x)
     p = magnitude / magnitude.sum(dim=-1, keepdim=True).clamp_min_(RIDGE)
     return _finite(-(p * p.clamp_min(RIDGE).log()).sum(dim=-1))
