@@ -23,7 +23,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,14 @@ def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int)
             cells.append(text + (f" ({e.failed})" if e.failed and metric != "seconds_per_net" else ""))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def metric_sections(results: dict[str, list[Evaluation]]) -> list[str]:
+    """One titled table per metric of `METRICS`, as Markdown lines."""
+    parts = []
+    for metric, title, digits in METRICS:
+        parts += [f"## {title}", "", metric_table(results, metric, digits), ""]
+    return parts
 
 
 def reference_section(results: dict[str, list[Evaluation]]) -> str:
@@ -154,8 +162,7 @@ def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_d
         protocol_table(results, data_dir),
         "",
     ]
-    for metric, title, digits in METRICS:
-        parts += [f"## {title}", "", metric_table(results, metric, digits), ""]
+    parts += metric_sections(results)
     parts += ["## Against published figures", "", reference_section(results), "", NOTES]
     return "\n".join(parts) + "\n"
 
@@ -178,28 +185,41 @@ accuracy is 10%); it gets no score from the proxies that take a logarithm or a c
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Evaluate every baseline on every task and write the Markdown and CSV reports."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: str) -> None:
+    """The options of a table script: sample sizes, seed, workers, tasks, output prefix, directories."""
     parser.add_argument("--n", type=int, default=1000, help="NB201 networks per dataset (default 1000)")
     parser.add_argument("--nds-n", type=int, default=None, help="networks per NDS space (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
-    parser.add_argument("--tasks", default=",".join(NB201_TASKS + NDS_TASKS), help="comma-separated task ids")
-    parser.add_argument("--out", default="results/baselines", help="output prefix (default results/baselines)")
+    parser.add_argument("--tasks", default=",".join(tasks), help="comma-separated task ids")
+    parser.add_argument("--out", default=out, help=f"output prefix (default {out})")
     parser.add_argument("--data-dir", default=None, help="benchmark data directory")
     parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
-    args = parser.parse_args(argv)
-    command = f"python experiments/baselines.py --n {args.n} --seed {args.seed} --jobs {args.jobs}"
-    if args.nds_n is not None:
-        command += f" --nds-n {args.nds_n}"
+
+
+def evaluate_tasks(args: argparse.Namespace, wanted: Sequence[str],
+                   exclude_run: str | None = None) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
+    """Evaluate ``wanted`` on every task of ``args.tasks`` in turn, printing the time of each;
+    yields the task and the results so far (for writing the tables as they grow)."""
     results: dict[str, list[Evaluation]] = {}
     for task in args.tasks.split(","):
         n = args.n if parse_task(task).space == "nb201" else args.nds_n
         start = time.perf_counter()
-        results[task] = evaluate(proxies.names(), task, n=n, seed=args.seed, jobs=args.jobs,
+        results[task] = evaluate(wanted, task, n=n, seed=args.seed, jobs=args.jobs, exclude_run=exclude_run,
                                  data_dir=args.data_dir, cache_dir=args.cache_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
+        yield task, results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate every baseline on every task and write the Markdown and CSV reports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_sample_args(parser, NB201_TASKS + NDS_TASKS, "results/baselines")
+    args = parser.parse_args(argv)
+    command = f"python experiments/baselines.py --n {args.n} --seed {args.seed} --jobs {args.jobs}"
+    if args.nds_n is not None:
+        command += f" --nds-n {args.nds_n}"
+    for _, results in evaluate_tasks(args, proxies.names()):
         write_text(Path(f"{args.out}.md"), render(results, command, args.seed, args.data_dir))
         write_text(Path(f"{args.out}.csv"), csv_table([e for evals in results.values() for e in evals]))
     print(f"wrote {args.out}.md and {args.out}.csv")

@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from baselines import METRICS, metric_table, protocol_table
+from baselines import add_sample_args, evaluate_tasks, metric_sections, protocol_table
 from eznas import proxies
-from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, write_text
+from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, write_text
 from eznas.evolve import read_checkpoint
 from eznas.report import plot_fitness
 from eznas.tasks import parse_task
@@ -78,9 +77,7 @@ def render(results: dict[str, list[Evaluation]], command: str, run: str, seed: i
         protocol_table(results, data_dir),
         "",
     ]
-    for metric, title, digits in METRICS:
-        parts += [f"## {title}", "", metric_table(results, metric, digits), ""]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts + metric_sections(results)) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,27 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", required=True, help="evolution run directory whose networks are left out")
     parser.add_argument("--proxy", action="append", default=[], help="extra PROXY (exported .py, expression); repeatable")
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
-    parser.add_argument("--n", type=int, default=1000, help="NB201 networks per dataset (default 1000)")
-    parser.add_argument("--nds-n", type=int, default=None, help="networks per NDS space (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task ids")
-    parser.add_argument("--out", default="results/heldout", help="output prefix (default results/heldout)")
-    parser.add_argument("--data-dir", default=None, help="benchmark data directory")
-    parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
+    add_sample_args(parser, TASKS, "results/heldout")
     args = parser.parse_args(argv)
     command = "python experiments/heldout.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     wanted = list(args.proxy) + [b for b in args.baselines.split(",") if b]
-    results: dict[str, list[Evaluation]] = {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_fitness(out.parent, read_checkpoint(Path(args.run))["history"])
-    for task in args.tasks.split(","):
-        n = args.n if parse_task(task).space == "nb201" else args.nds_n
-        start = time.perf_counter()
-        results[task] = evaluate(wanted, task, n=n, seed=args.seed, jobs=args.jobs, exclude_run=args.run,
-                                 data_dir=args.data_dir, cache_dir=args.cache_dir)
-        print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
+    for task, results in evaluate_tasks(args, wanted, exclude_run=args.run):
         if args.proxy:
             scatter(results[task][0], out.with_name(f"{out.name}_{parse_task(task).key}.png"))
         write_text(out.with_suffix(".md"), render(results, command, args.run, args.seed, args.data_dir))
