@@ -39,3 +39,40 @@ def run_cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, timeout
         full_env.setdefault("EZNAS_DATA_DIR", str(DATA_DIR))
     return subprocess.run([sys.executable, *entry, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_config(evolve: tuple[str, ...] = ("nb201:cifar10",), pool_size: int = 6, sample_size: int = 5,
+                population: int = 24, generations: int = 2, n_jobs: int = 2) -> str:
+    """A tiny run config (TOML) for the tests that run the engine end to end in seconds."""
+    tasks = ", ".join(f'"{t}"' for t in evolve)
+    return f"""
+[run]
+seed = 7
+n_jobs = {n_jobs}
+backend = "loky"
+
+[tasks]
+evolve = [{tasks}]
+heldout = ["nb201:cifar100"]
+pool_size = {pool_size}
+sample_size = {sample_size}
+heldout_size = 8
+
+[probe]
+batch_size = 16
+features = 32
+weight_rows = 16
+weight_cols = 16
+max_layers = 8
+
+[evolution]
+population = {population}
+generations = {generations}
+tournament_size = 3
+elites = 2
+init_max_depth = 4
+max_depth = 7
+max_size = 25
+hall_of_fame = 5
+pool_fitness_top = 3
+"""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_data, run_cli
+from conftest import needs_data, run_cli, tiny_config
 
 distributed = pytest.importorskip("dask.distributed",
                                   reason="dask.distributed not installed: pip install 'eznas[dask]'")
@@ -20,39 +20,6 @@ distributed = pytest.importorskip("dask.distributed",
 from eznas.errors import EznasError  # noqa: E402
 from eznas.parallel import Failed, check_backend, close_clusters, run_tasks  # noqa: E402
 
-# test_evolve.py's TINY, on one NAS-Bench-201 task (its networks probe in seconds) so that
-# the statistics are computed twice, once per backend, within a minute or two.
-TINY = """
-[run]
-seed = 7
-n_jobs = 2
-backend = "loky"
-
-[tasks]
-evolve = ["nb201:cifar10"]
-heldout = ["nb201:cifar100"]
-pool_size = 6
-sample_size = 5
-heldout_size = 8
-
-[probe]
-batch_size = 16
-features = 32
-weight_rows = 16
-weight_cols = 16
-max_layers = 8
-
-[evolution]
-population = 24
-generations = 2
-tournament_size = 3
-elites = 2
-init_max_depth = 4
-max_depth = 7
-max_size = 25
-hall_of_fame = 5
-pool_fitness_top = 3
-"""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +33,7 @@ def cluster():
 @needs_data
 def test_dask_cluster_gives_the_hall_of_fame_of_loky(cluster, tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    config.write_text(tiny_config())  # one NB201 task: its networks probe in seconds, once per backend
     checkpoints = {}
     for backend, extra in (("dask", ("--address", cluster.scheduler_address)), ("loky", ())):
         out = tmp_path / backend

@@ -13,41 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data, run_cli
+from conftest import REPO, needs_data, run_cli, tiny_config
 
 pytestmark = needs_data
 
-TINY = """
-[run]
-seed = 7
-n_jobs = 1
-backend = "loky"
 
-[tasks]
-evolve = ["nb201:cifar10", "nds:DARTS_in"]
-heldout = ["nb201:cifar100"]
-pool_size = 10
-sample_size = 8
-heldout_size = 8
-
-[probe]
-batch_size = 16
-features = 32
-weight_rows = 16
-weight_cols = 16
-max_layers = 8
-
-[evolution]
-population = 24
-generations = GENERATIONS
-tournament_size = 3
-elites = 2
-init_max_depth = 4
-max_depth = 7
-max_size = 25
-hall_of_fame = 5
-pool_fitness_top = 3
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +26,7 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     paths = {"root": root, "cache": root / "cache"}
     for g in (3, 6):
         p = root / f"tiny{g}.toml"
-        p.write_text(TINY.replace("GENERATIONS", str(g)))
+        p.write_text(tiny_config(("nb201:cifar10", "nds:DARTS_in"), pool_size=10, sample_size=8, generations=g, n_jobs=1))
         paths[f"tiny{g}"] = p
     return paths
 

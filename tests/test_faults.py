@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data, run_cli
+from conftest import REPO, needs_data, run_cli, tiny_config
 from eznas import benchmarks, config as config_mod, evolve
 from eznas.cache import StatsCache
 from eznas.fitness import WORST
@@ -32,43 +32,13 @@ from eznas.pool import load_pool, network_key
 pytestmark = needs_data
 
 TASK = "nb201:cifar10"
-TINY = """
-[run]
-seed = 7
-n_jobs = 2
-backend = "loky"
 
-[tasks]
-evolve = ["nb201:cifar10"]
-heldout = ["nb201:cifar100"]
-pool_size = 6
-sample_size = 5
-heldout_size = 8
-
-[probe]
-batch_size = 16
-features = 32
-weight_rows = 16
-weight_cols = 16
-max_layers = 8
-
-[evolution]
-population = 16
-generations = 2
-tournament_size = 3
-elites = 2
-init_max_depth = 4
-max_depth = 7
-max_size = 25
-hall_of_fame = 5
-pool_fitness_top = 3
-"""
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("faults")
-    (root / "tiny.toml").write_text(TINY)
+    (root / "tiny.toml").write_text(tiny_config(population=16))
     return {"root": root, "config": root / "tiny.toml", "cache": root / "cache"}
 
 
