@@ -21,7 +21,6 @@ from eznas.errors import EznasError  # noqa: E402
 from eznas.parallel import Failed, check_backend, close_clusters, run_tasks  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

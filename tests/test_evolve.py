@@ -18,8 +18,6 @@ from conftest import REPO, needs_data, run_cli, tiny_config
 pytestmark = needs_data
 
 
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evolve")

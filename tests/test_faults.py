@@ -34,7 +34,6 @@ pytestmark = needs_data
 TASK = "nb201:cifar10"
 
 
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("faults")
