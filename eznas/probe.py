@@ -25,14 +25,17 @@ layers of many networks stack into one tensor):
   out/groups*kh*kw, or out_features; unlike ``torch.nn.init``, groups are taken into account),
   ``depth`` (l/(L-1) with l the node's position among all L nodes, 0 for L=1), and over
   the FULL tensors ``log_w_norm`` (Frobenius), ``log_dw_norm``, ``log_snip`` (sum |W * dW|)
-  and ``log_h_trace`` (|sum H|, the estimated trace of the node's Hessian block).
+  and ``log_h_trace`` (|sum H|, the estimated trace of the node's Hessian block); and
+  ``log_chan_rank``, the log of the node output's channel participation ratio (`channel_rank`:
+  how many channels carry independent signal within one sample).
 
 Net scalars: ``log_params`` (trainable parameters of the whole net), ``log_flops``
 (multiply-accumulates of every Conv2d/Linear call for one sample, from the output shapes
 seen in the forward pass, biases not counted), ``log_layers`` (log L, all nodes) and, when the
 backward runs, over ALL nodes ``log_grad_norm`` (L2 norm of every node's dW together) and
 ``log_snip_total`` (sum |W * dW|, the SNIP score); also over ALL nodes ``naswot``
-(logdet of the sum of KS, Mellor et al. 2021) and, with the backward, ``rcor`` (logdet of the
+(logdet of the sum of KS, Mellor et al. 2021), ``log_chan_rank_sum`` (log of the sum of every
+node's channel participation ratio) and, with the backward, ``rcor`` (logdet of the
 sum of |KA| + |KG|). Every
 log is taken of ``x + TINY`` so that it stays finite.
 
@@ -64,16 +67,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 4
+PROBE_VERSION = 5
 TINY = 1e-30
 GRAM_FEATURES = 2048  # the sample Grams KA, KG, KS use at most this many seeded feature columns
+CHANNEL_SAMPLES = 8  # `channel_rank` averages over the first this many samples of the batch
 
 MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
 LAYER_SCALARS = (
     "log_numel", "log_fan_in", "log_fan_out", "depth",
-    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace",
+    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace", "log_chan_rank",
 )
-NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot", "rcor")
+NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot",
+               "log_chan_rank_sum", "rcor")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
@@ -205,6 +210,32 @@ def sign_kernel(x: torch.Tensor) -> torch.Tensor:
     return (s @ s.T).div_(x.shape[1]).add_(1.0).mul_(0.5)
 
 
+def channel_rank(out: torch.Tensor, samples: int = CHANNEL_SAMPLES) -> float:
+    """Participation ratio (sum of eigenvalues)^2 / (sum of squared eigenvalues) of the channel
+    correlation of a node output, averaged over its first ``samples`` samples.
+
+    For an output [N, C, H, W] the channels of one sample are correlated over its H*W spatial
+    positions ([C, C] Pearson matrix); for an output without spatial extent ([N, D], or H*W = 1)
+    the D units are correlated over the N samples of the batch. The ratio runs from 1 (every
+    channel carries the same signal) to the number of non-constant channels (uncorrelated
+    channels), and needs no eigendecomposition: the trace is that count and the sum of squared
+    eigenvalues is the squared Frobenius norm. Constant channels count as absent.
+    """
+    x = out.detach().float()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)  # [S, C, positions]
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)  # [1, units, samples]
+    x = x - x.mean(dim=2, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
+    live = norm > 1e-12 * (1.0 + x.abs().amax())
+    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
+    small = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
+    trace = live.flatten(1).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
+
+
 def _logdet(m: torch.Tensor) -> float:
     """log|det(m + 1e-6 I)|, finite for any finite m."""
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
@@ -328,6 +359,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
     acts: list[torch.Tensor] = []
     out_grads: dict[int, torch.Tensor] = {}
     act_grams: list[tuple[torch.Tensor, torch.Tensor]] = []
+    chan_ranks: list[float] = []
     grad_grams: dict[int, torch.Tensor] = {}
     tensor_hooks = []
     macs = [0]
@@ -348,6 +380,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         gcols = subsample_index(per_sample, GRAM_FEATURES, seed, index, "K").to(out.device) if wide else None
         gram_in = flat.index_select(1, gcols) if wide else flat
         act_grams.append((sample_corr(gram_in), sign_kernel(gram_in)))
+        chan_ranks.append(channel_rank(out))
         if need_grad and out.requires_grad:
             def grad_hook(grad: torch.Tensor) -> None:
                 flat_grad = grad.detach().reshape(n, per_sample)
@@ -384,6 +417,9 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         if need_hessian:
             hess = _hutchinson(weights, grads, settings)
     stats = _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
+    keep = kept_nodes(len(nodes), settings.max_layers)
+    stats.layers["log_chan_rank"] = torch.tensor([_log(chan_ranks[i]) for i in keep], dtype=torch.float32)
+    stats.net["log_chan_rank_sum"] = _log(sum(chan_ranks))
     _add_grams(stats, act_grams, grad_grams, bool(grads), settings)
     return stats
 

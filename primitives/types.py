@@ -64,11 +64,13 @@ TERMINALS: tuple[Terminal, ...] = (
     Terminal("log_dw_norm", LScalar, "log Frobenius norm of the full weight gradient"),
     Terminal("log_snip", LScalar, "log sum |W * dW| over the full layer"),
     Terminal("log_h_trace", LScalar, "log |sum H| over the full layer"),
+    Terminal("log_chan_rank", LScalar, "log participation ratio of the channel correlation within a sample"),
     Terminal("log_params", NScalar, "log of the network's number of parameters"),
     Terminal("log_flops", NScalar, "log of the network's FLOPs"),
     Terminal("log_layers", NScalar, "log of the network's number of Conv2d/Linear layers"),
     Terminal("log_grad_norm", NScalar, "log L2 norm of all Conv2d/Linear weight gradients together"),
     Terminal("log_snip_total", NScalar, "log sum |W * dW| over all Conv2d/Linear weights (SNIP)"),
     Terminal("naswot", NScalar, "logdet of the sum over all layers of KS (NASWOT)"),
+    Terminal("log_chan_rank_sum", NScalar, "log of the sum over all layers of the channel participation ratio"),
     Terminal("rcor", NScalar, "logdet of the sum over all layers of |KA| + |KG| (RCor)"),
 )

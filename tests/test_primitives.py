@@ -122,9 +122,10 @@ def test_terminals_are_exactly_the_contract():
         ("W", WMat), ("dW", WMat), ("H", WMat), ("A", AMat), ("G", AMat),
         ("log_numel", LScalar), ("log_fan_in", LScalar), ("log_fan_out", LScalar),
         ("depth", LScalar), ("log_w_norm", LScalar), ("log_dw_norm", LScalar),
-        ("log_snip", LScalar), ("log_h_trace", LScalar),
+        ("log_snip", LScalar), ("log_h_trace", LScalar), ("log_chan_rank", LScalar),
         ("log_params", NScalar), ("log_flops", NScalar), ("log_layers", NScalar),
         ("log_grad_norm", NScalar), ("log_snip_total", NScalar), ("naswot", NScalar), ("rcor", NScalar),
+        ("log_chan_rank_sum", NScalar),
         ("KA", Gram), ("KG", Gram), ("KS", Gram),
     }
     assert all(t.doc for t in TERMINALS)

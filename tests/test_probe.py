@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eznas.probe import (
-    ALL_STATS, LAYER_SCALARS, MATRIX_STATS, NET_SCALARS, ProbeSettings, probe, rademacher,
+    ALL_STATS, LAYER_SCALARS, MATRIX_STATS, NET_SCALARS, ProbeSettings, channel_rank, probe, rademacher,
     subsample_index,
 )
 
@@ -432,3 +432,51 @@ def test_full_resolution_gram_terminals_and_net_scores() -> None:
     want_naswot = torch.linalg.slogdet(total + 1e-6 * torch.eye(16, dtype=torch.float64)).logabsdet
     assert stats.net["naswot"] == pytest.approx(float(want_naswot), rel=1e-6)
     assert stats.layers["KG"].shape == (2, 16, 16) and math.isfinite(stats.net["rcor"])
+
+
+def _participation_by_eigenvalues(channels: torch.Tensor) -> float:
+    """(sum lambda)^2 / sum lambda^2 of the Pearson correlation of the rows of ``channels``."""
+    live = channels.double()[channels.double().std(dim=1) > 0]
+    eig = torch.linalg.eigvalsh(torch.corrcoef(live))
+    return float(eig.sum() ** 2 / eig.square().sum())
+
+
+def test_channel_rank_equals_the_eigenvalue_participation_ratio() -> None:
+    gen = torch.Generator().manual_seed(3)
+    spatial = torch.randn(10, 12, 5, 5, generator=gen)
+    spatial[:, 4] = 0.5  # a constant channel counts as absent
+    want = sum(_participation_by_eigenvalues(spatial[s].reshape(12, -1)) for s in range(8)) / 8
+    assert channel_rank(spatial) == pytest.approx(want, rel=1e-5)
+    few_positions = torch.randn(3, 40, 2, 3, generator=gen)  # 6 positions < 40 channels: the small Gram side
+    want = sum(_participation_by_eigenvalues(few_positions[s].reshape(40, -1)) for s in range(3)) / 3
+    assert channel_rank(few_positions) == pytest.approx(want, rel=1e-5)
+    flat = torch.randn(16, 7, generator=gen)  # no spatial extent: units correlated over the samples
+    assert channel_rank(flat) == pytest.approx(_participation_by_eigenvalues(flat.T), rel=1e-5)
+
+
+def test_channel_rank_spans_one_to_the_channel_count() -> None:
+    base = torch.randn(1, 1, 6, 6).expand(4, 9, 6, 6)
+    assert channel_rank(base) == pytest.approx(1.0, rel=1e-5)  # every channel the same signal
+    centred = torch.randn(16, 9, generator=torch.Generator().manual_seed(0))
+    q, _ = torch.linalg.qr(centred - centred.mean(dim=0))  # 9 zero-mean orthonormal columns
+    uncorrelated = q.T.reshape(1, 9, 4, 4).expand(2, 9, 4, 4)
+    assert channel_rank(uncorrelated) == pytest.approx(9.0, rel=1e-4)
+
+
+def test_channel_rank_stats_cover_kept_nodes_and_the_whole_net() -> None:
+    net, x, y = tiny_case()
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, a, o: outputs.append(o.detach()))
+             for m in (net.conv1, net.conv2, net.fc)]
+    ref = copy.deepcopy(net)
+    for h in hooks:
+        h.remove()
+    ref.eval()
+    ref.bn1.train()
+    ref.bn2.train()
+    with torch.no_grad():
+        ref(x)
+    ranks = [channel_rank(o) for o in outputs]
+    stats = probe(net, x, y, ProbeSettings(max_layers=2))
+    assert stats.layers["log_chan_rank"].tolist() == pytest.approx([math.log(ranks[0]), math.log(ranks[2])], rel=1e-5)
+    assert stats.net["log_chan_rank_sum"] == pytest.approx(math.log(sum(ranks)), rel=1e-6)
