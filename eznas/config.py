@@ -30,7 +30,7 @@ from eznas.errors import EznasError
 from eznas.tasks import parse_task
 
 BACKENDS = ("loky", "threading", "sequential", "dask", "ray")
-AGGREGATES = ("mean", "min")
+AGGREGATES = ("mean", "min", "space_mean")
 INPUT_KINDS = ("real", "noise")
 LOSSES = ("ce", "logit_sum")
 
@@ -62,7 +62,7 @@ class TasksConfig:
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
     sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
     heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
-    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b
+    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b, or space_mean (mean per space, then over spaces)
 
 
 @dataclass(frozen=True)

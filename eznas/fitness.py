@@ -126,6 +126,18 @@ def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mea
     for task in dict.fromkeys(batch.task.tolist()):
         mask = batch.task == task
         taus[task] = kendall_tau(scores[mask], batch.accuracy[mask], penalise_ties)
-    values = list(taus.values())
-    value = float(np.mean(values)) if aggregate == "mean" else float(np.min(values))
-    return Fitness(value=value, taus=taus, valid=all(t != WORST for t in values))
+    return Fitness(value=aggregate_taus(taus, aggregate), taus=taus, valid=all(t != WORST for t in taus.values()))
+
+
+def aggregate_taus(taus: dict[str, float], aggregate: str) -> float:
+    """One fitness from per-task taus: ``"mean"`` over tasks, ``"min"`` over tasks, or
+    ``"space_mean"``: the mean over search spaces (``nb201``, ``nds``) of the mean over each
+    space's tasks, so that a space counts the same however many of its tasks are evolved on."""
+    if aggregate == "min":
+        return float(min(taus.values()))
+    if aggregate == "space_mean":
+        spaces: dict[str, list[float]] = {}
+        for task, tau in taus.items():
+            spaces.setdefault(task.partition(":")[0], []).append(tau)
+        return float(np.mean([np.mean(v) for v in spaces.values()]))
+    return float(np.mean(list(taus.values())))

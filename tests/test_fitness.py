@@ -13,7 +13,7 @@ from scipy import stats as sps
 import primitives
 from eznas import benchmarks, gp as programs
 from eznas.config import ProbeConfig
-from eznas.fitness import WORST, Evaluator, evaluate, kendall_tau
+from eznas.fitness import WORST, Evaluator, aggregate_taus, evaluate, kendall_tau
 from eznas.pool import compute_stats
 from eznas.statsbatch import concat, stack
 
@@ -90,6 +90,13 @@ def test_penalised_tau_counts_tied_scores_against():
     assert kendall_tau(saturated, acc, penalise_ties=True) == pytest.approx(10 / 15)
 
 
+def test_space_mean_weighs_each_search_space_equally():
+    taus = {"nb201:cifar10": 0.8, "nds:DARTS_in": 0.2, "nds:Amoeba_in": 0.4, "nds:NASNet_in": 0.6}
+    assert aggregate_taus(taus, "space_mean") == pytest.approx((0.8 + 0.4) / 2)
+    assert aggregate_taus(taus, "mean") == pytest.approx(0.5)
+    assert aggregate_taus(taus, "min") == pytest.approx(0.2)
+
+
 @needs_data
 def test_fitness_aggregates_per_task(batch):
     tree = programs.parse("log_params")
@@ -98,5 +105,8 @@ def test_fitness_aggregates_per_task(batch):
     assert set(mean.taus) == {"nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-B_in"}
     assert mean.value == pytest.approx(np.mean(list(mean.taus.values())))
     assert worst.value == pytest.approx(min(mean.taus.values()))
+    by_space = evaluate(Evaluator(batch), tree, "space_mean")
+    t = mean.taus
+    assert by_space.value == pytest.approx((t["nb201:cifar10"] + (t["nds:DARTS_in"] + t["nds:ResNeXt-B_in"]) / 2) / 2)
     constant = evaluate(Evaluator(batch), programs.parse("n_one"))
     assert constant.value == WORST and not constant.valid
