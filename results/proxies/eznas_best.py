@@ -1,8 +1,8 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = ((relu((log_abs(logdet_sum(linear(G))) + (sqrt_abs(logdet_sum(KA)) + log_flops))) * sqrt_abs(logdet_sum((((KS + linear(znorm(G))) + linear(G)) + linear(znorm(znorm(znorm(G)))))))) * ((log_params + max(log_numel)) + max(log_numel)))
+    score = ((max(((log_params + log_flops) / log_params), (logdet_sum(sign((A + (A + A)))) * log_flops)) + (logdet_sum(linear(znorm(G))) * log_flops)) * (max(log_chan_rank) + max(log_numel)))
 
-Prefix form (eznas's own): n_mul(n_mul(n_relu(n_add(n_log_abs(logdet_sum(gram_linear(G))), n_add(n_sqrt_abs(logdet_sum(KA)), log_flops))), n_sqrt_abs(logdet_sum(gram_add(gram_add(gram_add(KS, gram_linear(a_znorm(G))), gram_linear(G)), gram_linear(a_znorm(a_znorm(a_znorm(G)))))))), n_add(n_add(log_params, agg_max(log_numel)), agg_max(log_numel)))
+Prefix form (eznas's own): n_mul(n_add(n_max(n_div_safe(n_add(log_params, log_flops), log_params), n_mul(logdet_sum(gram_sign(a_add(A, a_add(A, A)))), log_flops)), n_mul(logdet_sum(gram_linear(a_znorm(G))), log_flops)), n_add(agg_max(log_chan_rank), agg_max(log_numel)))
 
 Usage::
 
@@ -10,7 +10,7 @@ Usage::
     s = score(net, inputs, targets)   # higher = better; net is left unchanged
 
 Works on any torch network of Conv2d/Linear layers. Imports only torch, math and the standard
-library. Statistics are computed by the embedded eznas probe (version 4).
+library. Statistics are computed by the embedded eznas probe (version 5).
 
 Run information:
 {
@@ -20,12 +20,12 @@ Run information:
   "nds:Amoeba_in",
   "nds:NASNet_in"
  ],
- "pool_fitness": 0.6894028879324223,
+ "pool_fitness": 0.684610657510929,
  "pool_taus": {
-  "nb201:cifar10": 0.6903990896965181,
-  "nds:Amoeba_in": 0.6802176921054852,
-  "nds:DARTS_in": 0.7383937251495479,
-  "nds:NASNet_in": 0.6486010447781378
+  "nb201:cifar10": 0.7080977627409559,
+  "nds:Amoeba_in": 0.660284572922907,
+  "nds:DARTS_in": 0.7163521214137405,
+  "nds:NASNet_in": 0.6067339625060583
  },
  "probe": {
   "batch_seed": 0,
@@ -59,16 +59,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 4
+PROBE_VERSION = 5
 TINY = 1e-30
 GRAM_FEATURES = 2048  # the sample Grams KA, KG, KS use at most this many seeded feature columns
+CHANNEL_SAMPLES = 8  # `channel_rank` averages over the first this many samples of the batch
 
 MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
 LAYER_SCALARS = (
     "log_numel", "log_fan_in", "log_fan_out", "depth",
-    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace",
+    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace", "log_chan_rank",
 )
-NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot", "rcor")
+NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot",
+               "log_chan_rank_sum", "rcor")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
@@ -200,6 +202,32 @@ def sign_kernel(x: torch.Tensor) -> torch.Tensor:
     return (s @ s.T).div_(x.shape[1]).add_(1.0).mul_(0.5)
 
 
+def channel_rank(out: torch.Tensor, samples: int = CHANNEL_SAMPLES) -> float:
+    """Participation ratio (sum of eigenvalues)^2 / (sum of squared eigenvalues) of the channel
+    correlation of a node output, averaged over its first ``samples`` samples.
+
+    For an output [N, C, H, W] the channels of one sample are correlated over its H*W spatial
+    positions ([C, C] Pearson matrix); for an output without spatial extent ([N, D], or H*W = 1)
+    the D units are correlated over the N samples of the batch. The ratio runs from 1 (every
+    channel carries the same signal) to the number of non-constant channels (uncorrelated
+    channels), and needs no eigendecomposition: the trace is that count and the sum of squared
+    eigenvalues is the squared Frobenius norm. Constant channels count as absent.
+    """
+    x = out.detach().float()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)  # [S, C, positions]
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)  # [1, units, samples]
+    x = x - x.mean(dim=2, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
+    live = norm > 1e-12 * (1.0 + x.abs().amax())
+    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
+    small = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
+    trace = live.flatten(1).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
+
+
 def _logdet(m: torch.Tensor) -> float:
     """log|det(m + 1e-6 I)|, finite for any finite m."""
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
@@ -323,6 +351,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
     acts: list[torch.Tensor] = []
     out_grads: dict[int, torch.Tensor] = {}
     act_grams: list[tuple[torch.Tensor, torch.Tensor]] = []
+    chan_ranks: list[float] = []
     grad_grams: dict[int, torch.Tensor] = {}
     tensor_hooks = []
     macs = [0]
@@ -343,6 +372,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         gcols = subsample_index(per_sample, GRAM_FEATURES, seed, index, "K").to(out.device) if wide else None
         gram_in = flat.index_select(1, gcols) if wide else flat
         act_grams.append((sample_corr(gram_in), sign_kernel(gram_in)))
+        chan_ranks.append(channel_rank(out))
         if need_grad and out.requires_grad:
             def grad_hook(grad: torch.Tensor) -> None:
                 flat_grad = grad.detach().reshape(n, per_sample)
@@ -379,6 +409,9 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         if need_hessian:
             hess = _hutchinson(weights, grads, settings)
     stats = _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
+    keep = kept_nodes(len(nodes), settings.max_layers)
+    stats.layers["log_chan_rank"] = torch.tensor([_log(chan_ranks[i]) for i in keep], dtype=torch.float32)
+    stats.net["log_chan_rank_sum"] = _log(sum(chan_ranks))
     _add_grams(stats, act_grams, grad_grams, bool(grads), settings)
     return stats
 
@@ -564,21 +597,6 @@ def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
     return logdet(_seg_sum(x, layers))
 
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: sqrt(|x|); 0 at 0."""
-    return torch.abs(x).sqrt_()
-
-
-def log_abs(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: log(|x| + EPS); log(EPS) ~ -18.4 at 0."""
-    return torch.abs(x).add_(EPS).log_()
-
-
-def relu(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: max(x, 0)."""
-    return torch.relu(x)
-
-
 def znorm(x: torch.Tensor) -> torch.Tensor:
     """Matrix [L,R,C] -> [L,R,C]: (x - mean) / std over each matrix; 0 for a constant matrix."""
     y = x / _amax_scale(x, (-2, -1))
@@ -598,6 +616,23 @@ def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _finite(x * y)
 
 
+def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: x / y, clamped to +-BIG; sign(x) (so 0 for 0/0) where |y| < EPS."""
+    small = (y > -EPS) & (y < EPS)
+    return _finite(torch.where(small, torch.sign(x), x / y))
+
+
+def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: elementwise max(x, y)."""
+    return torch.maximum(x, y)
+
+
+def gram_sign(x: torch.Tensor) -> torch.Tensor:
+    """AMat [L,N,F] -> Gram [L,N,N]: fraction of features where two rows agree on x > 0."""
+    s = (x > 0).to(x.dtype).mul_(2.0).sub_(1.0)
+    return torch.matmul(s, s.mT).div_(2.0 * x.shape[-1]).add_(0.5)
+
+
 def gram_linear(x: torch.Tensor) -> torch.Tensor:
     """AMat [L,N,F] -> Gram [L,N,N]: x x^T / F, clamped to +-BIG; 0 for a zero matrix."""
     scale = _amax_scale(x, (-2, -1))
@@ -614,53 +649,46 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
+a_add = add
 a_znorm = znorm
-gram_add = add
 n_add = add
-n_log_abs = log_abs
+n_div_safe = div_safe
+n_max = maximum
 n_mul = mul
-n_relu = relu
-n_sqrt_abs = sqrt_abs
 
 
 # ---------------------------------------------------------------- the evolved program
-EXPRESSION = 'n_mul(n_mul(n_relu(n_add(n_log_abs(logdet_sum(gram_linear(G))), n_add(n_sqrt_abs(logdet_sum(KA)), log_flops))), n_sqrt_abs(logdet_sum(gram_add(gram_add(gram_add(KS, gram_linear(a_znorm(G))), gram_linear(G)), gram_linear(a_znorm(a_znorm(a_znorm(G)))))))), n_add(n_add(log_params, agg_max(log_numel)), agg_max(log_numel)))'
+EXPRESSION = 'n_mul(n_add(n_max(n_div_safe(n_add(log_params, log_flops), log_params), n_mul(logdet_sum(gram_sign(a_add(A, a_add(A, A)))), log_flops)), n_mul(logdet_sum(gram_linear(a_znorm(G))), log_flops)), n_add(agg_max(log_chan_rank), agg_max(log_numel)))'
 SETTINGS = ProbeSettings(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce', seed=0)
-NEEDS = frozenset(['G', 'KA', 'KS', 'depth', 'log_flops', 'log_numel', 'log_params'])
+NEEDS = frozenset(['A', 'G', 'depth', 'log_chan_rank', 'log_flops', 'log_numel', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['G']
-    v1 = gram_linear(v0)
-    v2 = logdet_sum(v1, layers)
-    v3 = n_log_abs(v2)
-    v4 = t['KA']
-    v5 = logdet_sum(v4, layers)
-    v6 = n_sqrt_abs(v5)
-    v7 = t['log_flops']
-    v8 = n_add(v6, v7)
-    v9 = n_add(v3, v8)
-    v10 = n_relu(v9)
-    v11 = t['KS']
-    v12 = a_znorm(v0)
+    v0 = t['log_params']
+    v1 = t['log_flops']
+    v2 = n_add(v0, v1)
+    v3 = n_div_safe(v2, v0)
+    v4 = t['A']
+    v5 = a_add(v4, v4)
+    v6 = a_add(v4, v5)
+    v7 = gram_sign(v6)
+    v8 = logdet_sum(v7, layers)
+    v9 = n_mul(v8, v1)
+    v10 = n_max(v3, v9)
+    v11 = t['G']
+    v12 = a_znorm(v11)
     v13 = gram_linear(v12)
-    v14 = gram_add(v11, v13)
-    v15 = gram_add(v14, v1)
-    v16 = a_znorm(v12)
-    v17 = a_znorm(v16)
-    v18 = gram_linear(v17)
-    v19 = gram_add(v15, v18)
-    v20 = logdet_sum(v19, layers)
-    v21 = n_sqrt_abs(v20)
-    v22 = n_mul(v10, v21)
-    v23 = t['log_params']
-    v24 = t['log_numel']
-    v25 = agg_max(v24, layers)
-    v26 = n_add(v23, v25)
-    v27 = n_add(v26, v25)
-    v28 = n_mul(v22, v27)
-    result = v28
+    v14 = logdet_sum(v13, layers)
+    v15 = n_mul(v14, v1)
+    v16 = n_add(v10, v15)
+    v17 = t['log_chan_rank']
+    v18 = agg_max(v17, layers)
+    v19 = t['log_numel']
+    v20 = agg_max(v19, layers)
+    v21 = n_add(v18, v20)
+    v22 = n_mul(v16, v21)
+    result = v22
     return result
 
 

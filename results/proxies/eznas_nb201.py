@@ -1,8 +1,8 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = (max(((logdet_sum(KG) * depth_mean(log_numel)) * depth_mean(log_numel)), logdet_sum(KG)) * (max(log_grad_norm, logdet_sum(KA)) * naswot))
+    score = ((relu(((((logdet_sum(KG) * log_chan_rank_sum) * (log_params - log_grad_norm)) * (log_params - log_grad_norm)) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_chan_rank_sum))) * log_params) * (logdet_sum(KG) * abs((log_params * (log_chan_rank_sum * log_chan_rank_sum)))))
 
-Prefix form (eznas's own): n_mul(n_max(n_mul(n_mul(logdet_sum(KG), agg_depth_mean(log_numel)), agg_depth_mean(log_numel)), logdet_sum(KG)), n_mul(n_max(log_grad_norm, logdet_sum(KA)), naswot))
+Prefix form (eznas's own): n_mul(n_mul(n_relu(n_mul(n_mul(n_mul(n_mul(logdet_sum(KG), log_chan_rank_sum), n_sub(log_params, log_grad_norm)), n_sub(log_params, log_grad_norm)), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_chan_rank_sum))), log_params), n_mul(logdet_sum(KG), n_abs(n_mul(log_params, n_mul(log_chan_rank_sum, log_chan_rank_sum)))))
 
 Usage::
 
@@ -10,16 +10,16 @@ Usage::
     s = score(net, inputs, targets)   # higher = better; net is left unchanged
 
 Works on any torch network of Conv2d/Linear layers. Imports only torch, math and the standard
-library. Statistics are computed by the embedded eznas probe (version 4).
+library. Statistics are computed by the embedded eznas probe (version 5).
 
 Run information:
 {
  "evolve_tasks": [
   "nb201:cifar10"
  ],
- "pool_fitness": 0.7253941932162018,
+ "pool_fitness": 0.7784902123495148,
  "pool_taus": {
-  "nb201:cifar10": 0.7253941932162018
+  "nb201:cifar10": 0.7784902123495148
  },
  "probe": {
   "batch_seed": 0,
@@ -53,16 +53,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_VERSION = 4
+PROBE_VERSION = 5
 TINY = 1e-30
 GRAM_FEATURES = 2048  # the sample Grams KA, KG, KS use at most this many seeded feature columns
+CHANNEL_SAMPLES = 8  # `channel_rank` averages over the first this many samples of the batch
 
 MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
 LAYER_SCALARS = (
     "log_numel", "log_fan_in", "log_fan_out", "depth",
-    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace",
+    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace", "log_chan_rank",
 )
-NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot", "rcor")
+NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot",
+               "log_chan_rank_sum", "rcor")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
@@ -194,6 +196,32 @@ def sign_kernel(x: torch.Tensor) -> torch.Tensor:
     return (s @ s.T).div_(x.shape[1]).add_(1.0).mul_(0.5)
 
 
+def channel_rank(out: torch.Tensor, samples: int = CHANNEL_SAMPLES) -> float:
+    """Participation ratio (sum of eigenvalues)^2 / (sum of squared eigenvalues) of the channel
+    correlation of a node output, averaged over its first ``samples`` samples.
+
+    For an output [N, C, H, W] the channels of one sample are correlated over its H*W spatial
+    positions ([C, C] Pearson matrix); for an output without spatial extent ([N, D], or H*W = 1)
+    the D units are correlated over the N samples of the batch. The ratio runs from 1 (every
+    channel carries the same signal) to the number of non-constant channels (uncorrelated
+    channels), and needs no eigendecomposition: the trace is that count and the sum of squared
+    eigenvalues is the squared Frobenius norm. Constant channels count as absent.
+    """
+    x = out.detach().float()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)  # [S, C, positions]
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)  # [1, units, samples]
+    x = x - x.mean(dim=2, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
+    live = norm > 1e-12 * (1.0 + x.abs().amax())
+    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
+    small = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
+    trace = live.flatten(1).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
+
+
 def _logdet(m: torch.Tensor) -> float:
     """log|det(m + 1e-6 I)|, finite for any finite m."""
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
@@ -317,6 +345,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
     acts: list[torch.Tensor] = []
     out_grads: dict[int, torch.Tensor] = {}
     act_grams: list[tuple[torch.Tensor, torch.Tensor]] = []
+    chan_ranks: list[float] = []
     grad_grams: dict[int, torch.Tensor] = {}
     tensor_hooks = []
     macs = [0]
@@ -337,6 +366,7 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         gcols = subsample_index(per_sample, GRAM_FEATURES, seed, index, "K").to(out.device) if wide else None
         gram_in = flat.index_select(1, gcols) if wide else flat
         act_grams.append((sample_corr(gram_in), sign_kernel(gram_in)))
+        chan_ranks.append(channel_rank(out))
         if need_grad and out.requires_grad:
             def grad_hook(grad: torch.Tensor) -> None:
                 flat_grad = grad.detach().reshape(n, per_sample)
@@ -373,6 +403,9 @@ def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: 
         if need_hessian:
             hess = _hutchinson(weights, grads, settings)
     stats = _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
+    keep = kept_nodes(len(nodes), settings.max_layers)
+    stats.layers["log_chan_rank"] = torch.tensor([_log(chan_ranks[i]) for i in keep], dtype=torch.float32)
+    stats.net["log_chan_rank_sum"] = _log(sum(chan_ranks))
     _add_grams(stats, act_grams, grad_grams, bool(grads), settings)
     return stats
 
@@ -479,7 +512,7 @@ import torch
 
 
 BIG = 1e+30
-EPS = 1e-08
+MAX_EXP = 69.07755278982137
 RIDGE = 1e-06
 
 
@@ -546,26 +579,34 @@ def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
     return _finite(out.index_add_(0, layers.seg, x))
 
 
-def _seg_count(x: torch.Tensor, layers: Layers) -> torch.Tensor:
-    """-> [B]: number of layers of each network as x's dtype, at least 1."""
-    return torch.bincount(layers.seg, minlength=layers.n_nets).to(x.dtype).clamp_min_(1.0)
-
-
-def agg_mean(x: torch.Tensor, layers: Layers) -> torch.Tensor:
-    """LScalar [L] -> NScalar [B]: mean over each network's layers."""
-    return _seg_sum(x, layers).div_(_seg_count(x, layers))
-
-
-def agg_depth_mean(x: torch.Tensor, layers: Layers) -> torch.Tensor:
-    """LScalar [L] -> NScalar [B]: depth-weighted mean; plain mean where the depths sum to 0."""
-    weight = _seg_sum(layers.depth, layers)
-    weighted = _seg_sum(x * layers.depth, layers).div_(weight.clamp_min(EPS))
-    return torch.where(weight > EPS, weighted, agg_mean(x, layers))
-
-
 def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
     """Gram [L,N,N] -> NScalar [B]: logdet of the sum of each network's Gram matrices (RCor)."""
     return logdet(_seg_sum(x, layers))
+
+
+def absolute(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: |x|; exact for any finite input."""
+    return torch.abs(x)
+
+
+def square(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: x**2, clamped to BIG on overflow."""
+    return _finite(x * x)
+
+
+def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: exp(min(x, log BIG)); at most BIG, 0 for very negative x."""
+    return x.clamp(max=MAX_EXP).exp_()
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: max(x, 0)."""
+    return torch.relu(x)
+
+
+def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: x - y, clamped to +-BIG."""
+    return _finite(x - y)
 
 
 def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -573,9 +614,9 @@ def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _finite(x * y)
 
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """T, T -> T: elementwise max(x, y)."""
-    return torch.maximum(x, y)
+def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: elementwise min(x, y)."""
+    return torch.minimum(x, y)
 
 
 def logdet(x: torch.Tensor) -> torch.Tensor:
@@ -587,33 +628,47 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-n_max = maximum
+n_abs = absolute
+n_exp_clamped = exp_clamped
+n_min = minimum
 n_mul = mul
+n_relu = relu
+n_square = square
+n_sub = sub
 
 
 # ---------------------------------------------------------------- the evolved program
-EXPRESSION = 'n_mul(n_max(n_mul(n_mul(logdet_sum(KG), agg_depth_mean(log_numel)), agg_depth_mean(log_numel)), logdet_sum(KG)), n_mul(n_max(log_grad_norm, logdet_sum(KA)), naswot))'
+EXPRESSION = 'n_mul(n_mul(n_relu(n_mul(n_mul(n_mul(n_mul(logdet_sum(KG), log_chan_rank_sum), n_sub(log_params, log_grad_norm)), n_sub(log_params, log_grad_norm)), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_chan_rank_sum))), log_params), n_mul(logdet_sum(KG), n_abs(n_mul(log_params, n_mul(log_chan_rank_sum, log_chan_rank_sum)))))'
 SETTINGS = ProbeSettings(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce', seed=0)
-NEEDS = frozenset(['KA', 'KG', 'depth', 'log_grad_norm', 'log_numel', 'naswot'])
+NEEDS = frozenset(['KG', 'depth', 'log_chan_rank_sum', 'log_grad_norm', 'log_params', 'log_snip_total'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
     v0 = t['KG']
     v1 = logdet_sum(v0, layers)
-    v2 = t['log_numel']
-    v3 = agg_depth_mean(v2, layers)
-    v4 = n_mul(v1, v3)
-    v5 = n_mul(v4, v3)
-    v6 = n_max(v5, v1)
-    v7 = t['log_grad_norm']
-    v8 = t['KA']
-    v9 = logdet_sum(v8, layers)
-    v10 = n_max(v7, v9)
-    v11 = t['naswot']
-    v12 = n_mul(v10, v11)
-    v13 = n_mul(v6, v12)
-    result = v13
+    v2 = t['log_chan_rank_sum']
+    v3 = n_mul(v1, v2)
+    v4 = t['log_params']
+    v5 = t['log_grad_norm']
+    v6 = n_sub(v4, v5)
+    v7 = n_mul(v3, v6)
+    v8 = n_mul(v7, v6)
+    v9 = t['log_snip_total']
+    v10 = n_exp_clamped(v9)
+    v11 = n_square(v10)
+    v12 = n_square(v11)
+    v13 = n_min(v2, v12)
+    v14 = n_mul(v13, v2)
+    v15 = n_mul(v8, v14)
+    v16 = n_relu(v15)
+    v17 = n_mul(v16, v4)
+    v18 = n_mul(v2, v2)
+    v19 = n_mul(v4, v18)
+    v20 = n_abs(v19)
+    v21 = n_mul(v1, v20)
+    v22 = n_mul(v17, v21)
+    result = v22
     return result
 
 
