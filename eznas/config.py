@@ -11,7 +11,8 @@ Sections and keys (defaults in brackets)::
                  hessian_probes [1], loss ["ce"]
     [evolution]  population [300], generations [60], tournament_size [5], crossover_prob [0.7],
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
-                 max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10]
+                 max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
+                 seed_from [[]]
 
 ``key=value`` overrides (``evolution.generations=5``) are applied after the file is read.
 """
@@ -97,6 +98,7 @@ class EvolutionConfig:
     max_size: int = 40  # static limit on tree size (nodes) after variation
     hall_of_fame: int = 20  # best distinct programs kept over the whole run
     pool_fitness_top: int = 10  # per generation, this many leaders are scored on the whole pool for the hall of fame
+    seed_from: tuple[str, ...] = ()  # run directories (their halls of fame) and exported proxies' .json records that open the initial population
 
 
 @dataclass(frozen=True)

@@ -68,11 +68,49 @@ class State:
 
 # ----------------------------------------------------------------------------- variation
 
-def init_population(config: Config) -> list[gp.PrimitiveTree]:
-    """Ramped half-and-half: depths from init_min_depth to init_max_depth, full and grow alike."""
+def seed_programs(config: Config) -> list[gp.PrimitiveTree]:
+    """The programs of ``evolution.seed_from``, in order, without repeats: each entry is a run
+    directory (its hall of fame) or the ``.json`` record that ``eznas export`` writes beside a
+    proxy (its expression).
+
+    A seed program must fit the run's size and depth limits: a larger one is an error that
+    names the limit to raise, rather than a program that variation could never reproduce.
+    """
+    e, trees, seen = config.evolution, [], set()
+    for source in e.seed_from:
+        for text in _seed_texts(Path(source)):
+            tree = programs.parse(text)
+            if str(tree) in seen:
+                continue
+            if not _within_limits(tree, config):
+                raise EznasError(f"evolution.seed_from: {source} holds a program of size {len(tree)} and depth "
+                                 f"{tree.height}, over max_size = {e.max_size} / max_depth = {e.max_depth}; raise them")
+            seen.add(str(tree))
+            trees.append(tree)
+    return trees[:e.population]
+
+
+def _seed_texts(source: Path) -> list[str]:
+    """Expressions of one ``seed_from`` entry: a run's hall of fame, or an exported proxy's record."""
+    if source.is_dir():
+        return [row["expr"] for row in read_checkpoint(source)["hall_of_fame"]]
+    try:
+        record = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"evolution.seed_from: {source} not found; name a run directory or an exported proxy's .json") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise EznasError(f"evolution.seed_from: {source} is not readable JSON; name a run directory or an exported proxy's .json") from None
+    if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
+        raise EznasError(f"evolution.seed_from: {source} has no 'expression'; name a run directory or the .json that 'eznas export' writes")
+    return [record["expression"]]
+
+
+def init_population(config: Config, seeds: list[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:
+    """``seeds`` first, then ramped half-and-half trees (depths init_min_depth to
+    init_max_depth, full and grow alike) until the population is full."""
     e = config.evolution
     depths = list(range(e.init_min_depth, e.init_max_depth + 1))
-    pop, seen, attempt = [], set(), 0
+    pop, seen, attempt = list(seeds), {str(t) for t in seeds}, 0
     while len(pop) < e.population:
         rng = random.Random(derive_seed(config.run.seed, "init", attempt))
         depth = depths[attempt % len(depths)]
@@ -323,6 +361,7 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
         saved = read_checkpoint(out)
         if saved["config"] != config.to_dict():
             raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config (see {out / 'config.json'}) or --force")
+    seeds = [] if resume else seed_programs(config)  # read before the pools: a bad seed fails at once
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     pools, indices = evolution_pools(config, cache, data_dir, echo)
     full = Evaluator(concat(list(pools.values())))
@@ -337,7 +376,7 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
     while state.next_generation <= e.generations:
         g, start = state.next_generation, time.perf_counter()
         if g == 0:
-            trees = init_population(config)
+            trees = init_population(config, seeds)
         else:
             trees = [programs.parse(t) for t in state.population]
             ranked = sorted(range(len(trees)), key=lambda i: (-state.fitness[i], len(trees[i])))

@@ -153,3 +153,43 @@ def test_corrupt_checkpoint_is_a_clear_error(workspace, finished_run, tmp_path):
         assert r.returncode == 2 and "corrupt" in r.stderr and "Traceback" not in r.stderr
     r = _evolve(workspace, "tiny3", bad, "--resume")
     assert r.returncode == 2 and "corrupt" in r.stderr
+
+
+def test_seed_from_opens_the_initial_population(workspace, finished_run, tmp_path):
+    """evolution.seed_from: an exported proxy's expression, then the seed run's hall of fame (its
+    repeat dropped), in order, start generation 0, and the random initialisation fills the rest;
+    on the same pools the seeds score as in the seed run."""
+    assert run_cli("export", str(finished_run), "--rank", "1", "-o", str(tmp_path / "second.py")).returncode == 0
+    out = workspace["root"] / "seeded"
+    r = _evolve(workspace, "tiny3", out, "--set", f'evolution.seed_from=["{tmp_path / "second.json"}", "{finished_run}"]',
+                "--set", "evolution.generations=0")
+    assert r.returncode == 0, r.stderr
+    hof = [h["expr"] for h in _checkpoint(finished_run)["hall_of_fame"]]
+    seeded = _checkpoint(out)
+    assert seeded["population"][:len(hof)] == [hof[1], hof[0], *hof[2:]]
+    assert len(seeded["population"]) == len(set(seeded["population"])) == 24
+    assert seeded["hall_of_fame"][0] == {**_checkpoint(finished_run)["hall_of_fame"][0], "generation": 0}
+    assert json.loads((out / "config.json").read_text())["evolution"]["seed_from"] == [str(tmp_path / "second.json"), str(finished_run)]
+
+
+@pytest.mark.parametrize("make_seed, message", [
+    (lambda d: d / "missing.json", "not found"),
+    (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "not readable JSON"),
+    (lambda d: (d / "other.json").write_text('{"expr": "log_params"}') and d / "other.json", "has no 'expression'"),
+    (lambda d: (d / "run").mkdir() or d / "run", "holds no eznas run"),
+])
+def test_bad_seed_from_fails_before_any_work(workspace, tmp_path, make_seed, message):
+    cache = tmp_path / "cache"
+    r = run_cli("evolve", str(workspace["tiny3"]), "--out", str(tmp_path / "out"), "--cache-dir", str(cache),
+                "--set", f'evolution.seed_from=["{make_seed(tmp_path)}"]')
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not cache.exists() and not (tmp_path / "out" / "checkpoint.json").exists()
+
+
+def test_seed_over_the_size_limit_names_the_limit(workspace, finished_run, tmp_path):
+    largest = max(h["size"] for h in _checkpoint(finished_run)["hall_of_fame"])
+    assert largest > 3
+    r = run_cli("evolve", str(workspace["tiny3"]), "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "cache"),
+                "--set", f'evolution.seed_from=["{finished_run}"]', "--set", f"evolution.max_size={largest - 1}")
+    assert r.returncode == 2 and f"max_size = {largest - 1}" in r.stderr and "raise them" in r.stderr
+    assert not (tmp_path / "cache").exists()
