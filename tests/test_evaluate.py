@@ -166,6 +166,31 @@ def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Pat
     assert len(held_out.index) == 4 and not set(held_out.index) & set(used)
 
 
+def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data_dir: Path, tmp_path: Path) -> None:
+    """``eznas stats --exclude-run RUN`` probes the networks that ``eznas evaluate EXPR
+    --exclude-run RUN`` then scores: the evaluation finds every statistic in the cache."""
+    from conftest import run_cli
+
+    used = [r["index"] for r in benchmarks.sample(SMALL_TASK, 4, 0, data_dir)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
+                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    cache = tmp_path / "cache"
+    r = run_cli("stats", "--task", SMALL_TASK, "--n", "3", "--exclude-run", str(run), "--cache-dir", str(cache),
+                "--data-dir", str(data_dir))
+    assert r.returncode == 0, r.stderr
+    assert "3 networks, 3 computed" in r.stdout
+    probed = sorted(p.name for p in cache.rglob("*.safetensors"))
+    (e,) = ev.evaluate([RCOR], task=SMALL_TASK, n=3, seed=0, exclude_run=run, data_dir=data_dir, cache_dir=cache,
+                       progress=False)
+    assert sorted(p.name for p in cache.rglob("*.safetensors")) == probed  # nothing new to probe
+    assert len(e.index) == 3 and not set(e.index) & set(used) and np.all(np.isfinite(e.scores))
+    r = run_cli("stats", "--task", SMALL_TASK, "--n", "3", "--exclude-run", str(tmp_path / "nope"), "--cache-dir",
+                str(cache), "--data-dir", str(data_dir))
+    assert r.returncode == 2 and "holds no eznas run" in r.stderr and "Traceback" not in r.stderr
+
+
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("make, message", [
