@@ -140,10 +140,11 @@ def vary(parents: list[gp.PrimitiveTree], config: Config, generation: int) -> li
     children = []
     for i in range(0, len(parents), 2):
         pair = [copy.deepcopy(p) for p in parents[i:i + 2]]
-        random.seed(derive_seed(config.run.seed, generation, "vary", i))
+        random.seed(derive_seed(config.run.seed, generation, "vary", i))  # DEAP's mutations draw from it
         rng = random.Random(derive_seed(config.run.seed, generation, "mutate", i))
         if len(pair) == 2 and random.random() < e.crossover_prob:
-            a, b = gp.cxOnePoint(copy.deepcopy(pair[0]), copy.deepcopy(pair[1]))
+            cx_rng = random.Random(derive_seed(config.run.seed, generation, "crossover", i))
+            a, b = crossover_one_point(copy.deepcopy(pair[0]), copy.deepcopy(pair[1]), cx_rng)
             pair = [c if _within_limits(c, config) else p for c, p in zip((a, b), pair)]
         for j, child in enumerate(pair):
             if random.random() < e.mutation_prob:
@@ -151,6 +152,29 @@ def vary(parents: list[gp.PrimitiveTree], config: Config, generation: int) -> li
                 pair[j] = mutant if _within_limits(mutant, config) else child
         children.extend(pair)
     return children
+
+
+def crossover_one_point(a: gp.PrimitiveTree, b: gp.PrimitiveTree, rng: random.Random) -> tuple[gp.PrimitiveTree, gp.PrimitiveTree]:
+    """Typed one-point crossover: swap a random subtree of ``a`` with one of the same type in ``b``
+    (roots excluded), in place; trees of one node are returned unchanged.
+
+    As DEAP's ``cxOnePoint``, but the type is drawn from the common types in name order:
+    DEAP draws it from a set of type classes, whose order follows their memory addresses and so
+    changes from one process to the next, which made runs differ between processes.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return a, b
+    where_a: dict[type, list[int]] = {}
+    where_b: dict[type, list[int]] = {}
+    for tree, where in ((a, where_a), (b, where_b)):
+        for i, node in enumerate(tree[1:], 1):
+            where.setdefault(node.ret, []).append(i)
+    common = sorted(where_a.keys() & where_b.keys(), key=lambda t: t.__name__)
+    if common:
+        type_ = rng.choice(common)
+        slice_a, slice_b = a.searchSubtree(rng.choice(where_a[type_])), b.searchSubtree(rng.choice(where_b[type_]))
+        a[slice_a], b[slice_b] = b[slice_b], a[slice_a]
+    return a, b
 
 
 def _mutate(tree: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, rng: random.Random, config: Config) -> gp.PrimitiveTree:
