@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate the proxies on every held-out task and write the report, CSV and plots."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="evolution run directory whose networks are left out")
-    parser.add_argument("--proxy", action="append", default=[], help="extra PROXY (exported .py, expression); repeatable")
+    parser.add_argument("--proxy", action="append", default=[], help="extra PROXY (exported .py or its .json record, expression); repeatable")
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     add_sample_args(parser, TASKS, "results/heldout")
     args = parser.parse_args(argv)

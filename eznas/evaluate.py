@@ -7,7 +7,9 @@ A PROXY is one of
 - a path to a ``.py`` file defining ``score(net, inputs, targets) -> float`` (an exported
   proxy, or any hand-written one), loaded with importlib from its path;
 - a GP expression string (`eznas.gp.parse`), scored by the engine on cached statistics
-  (`eznas.pool.load_pool`, `eznas.fitness.Evaluator`).
+  (`eznas.pool.load_pool`, `eznas.fitness.Evaluator`);
+- the ``.json`` record that ``eznas export`` writes beside a proxy: its expression, scored as
+  an expression string (the same scores and cache), labelled with the file name.
 
 Protocol: every proxy sees the same networks (the task's benchmark architectures built with
 net seed 0) and the same batch (``inputs.batch(task, 64, seed)``); the sample is
@@ -58,6 +60,7 @@ from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
 from eznas.evolve import read_checkpoint
+from eznas.export import record_expression
 from eznas.fitness import Evaluator
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool, network_key, probe_settings
@@ -99,7 +102,7 @@ class ProxySpec:
 
 
 def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> ProxySpec:
-    """Resolve a PROXY argument; `EznasError` with one line if it is none of the three kinds.
+    """Resolve a PROXY argument; `EznasError` with one line if it is none of the four kinds.
 
     ``probe_cfg`` (default: `ProbeConfig` defaults) enters the identity of an expression.
     """
@@ -107,6 +110,9 @@ def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> Proxy
     if text in proxies.names():
         return ProxySpec(text, "baseline", text, text, {"baseline": text, "version": proxies.get(text).version})
     path = Path(text)
+    if text.endswith(".json"):
+        tree = programs.parse(record_expression(path, "proxy record"))
+        return _expression_spec(text, tree, path.name, probe_cfg)
     if text.endswith(".py") or path.is_file():
         if not path.is_file():
             raise EznasError(f"proxy file {text} not found; "
@@ -121,8 +127,12 @@ def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> Proxy
         tree = programs.parse(text)
     except EznasError as e:
         raise EznasError(f"proxy {text!r} is neither a baseline nor a file, and not a valid expression: {e}") from None
+    return _expression_spec(text, tree, programs.infix(tree), probe_cfg)
+
+
+def _expression_spec(text: str, tree: Any, label: str, probe_cfg: config_mod.ProbeConfig | None) -> ProxySpec:
     cfg = probe_cfg or config_mod.ProbeConfig()
-    return ProxySpec(text, "expression", programs.infix(tree), str(tree),
+    return ProxySpec(text, "expression", label, str(tree),
                      {"expression": str(tree), "probe": cfg.__dict__, "probe_version": PROBE_VERSION})
 
 

@@ -31,6 +31,7 @@ from eznas import benchmarks, gp as programs
 from eznas.cache import StatsCache
 from eznas.config import Config, dump
 from eznas.errors import EznasError
+from eznas.export import record_expression
 from eznas.fitness import WORST, Evaluator, Fitness, evaluate
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool
@@ -94,15 +95,7 @@ def _seed_texts(source: Path) -> list[str]:
     """Expressions of one ``seed_from`` entry: a run's hall of fame, or an exported proxy's record."""
     if source.is_dir():
         return [row["expr"] for row in read_checkpoint(source)["hall_of_fame"]]
-    try:
-        record = json.loads(source.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"evolution.seed_from: {source} not found; name a run directory or an exported proxy's .json") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"evolution.seed_from: {source} is not readable JSON; name a run directory or an exported proxy's .json") from None
-    if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
-        raise EznasError(f"evolution.seed_from: {source} has no 'expression'; name a run directory or the .json that 'eznas export' writes")
-    return [record["expression"]]
+    return [record_expression(source, "evolution.seed_from")]
 
 
 def init_population(config: Config, seeds: list[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:

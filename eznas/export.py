@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from deap import gp
 import primitives
 from eznas import gp as programs
 from eznas import probe as probe_module
+from eznas.errors import EznasError
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
 
@@ -158,3 +160,18 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count(), "torch": torch.__version__},
     }
+
+
+def record_expression(path: str | os.PathLike, where: str) -> str:
+    """The expression of the record that `run_record` wrote (``NAME.json`` beside a proxy);
+    ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
+    if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
+        raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
+    return record["expression"]

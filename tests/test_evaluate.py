@@ -166,6 +166,15 @@ def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Pat
     assert len(held_out.index) == 4 and not set(held_out.index) & set(used)
 
 
+def test_exported_record_scores_as_its_expression(data_dir: Path, tmp_path: Path) -> None:
+    record = _write(tmp_path / "rcor.json", json.dumps({"expression": RCOR, "pool_fitness": 0.5}))
+    (by_record,) = _evaluate([record], data_dir, tmp_path / "cache")
+    (by_text,) = _evaluate([RCOR], data_dir, tmp_path / "cache")
+    assert by_record.proxy == "rcor.json" and by_text.proxy != by_record.proxy
+    np.testing.assert_array_equal(by_record.scores, by_text.scores)
+    assert np.all(np.isfinite(by_record.scores))
+
+
 def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data_dir: Path, tmp_path: Path) -> None:
     """``eznas stats --exclude-run RUN`` probes the networks that ``eznas evaluate EXPR
     --exclude-run RUN`` then scores: the evaluation finds every statistic in the cache."""
@@ -200,6 +209,8 @@ def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data
     (lambda d: _write(d / "broken.py", "def score(net, inputs, targets)\n    return 1\n"),
      "importing the proxy file failed (SyntaxError"),
     (lambda d: "n_add(log_params", "not a valid expression"),
+    (lambda d: str(d / "missing.json"), "missing.json not found"),
+    (lambda d: _write(d / "foreign.json", '{"expr": "log_params"}'), "has no 'expression'"),
     (lambda d: "agg_mean(A)", "not a valid expression"),
 ])
 def test_bad_proxy_is_a_one_line_error(tmp_path: Path, make, message: str) -> None:
