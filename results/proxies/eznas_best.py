@@ -1,8 +1,8 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = ((max(((log_params + log_flops) / log_params), (logdet_sum(sign((A + (A + A)))) * log_flops)) + (logdet_sum(linear(znorm(G))) * log_flops)) * (max(log_chan_rank) + max(log_numel)))
+    score = ((max(((log_snip_total + (log_chan_rank_sum * ((naswot + log_grad_norm) - log_grad_norm))) / log_params), (min(log_chan_rank_sum, square(neg(exp_clamped(log_snip_total)))) * log_chan_rank_sum)) + (logdet_sum(linear(znorm(G))) * (relu((((sign(relu(log_chan_rank_sum)) * (log_params - log_grad_norm)) + ((max(log_numel) + max(log_chan_rank)) - sqrt_abs(log_flops))) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_flops))) * log_params))) * (max(log_numel) + max(log_w_norm)))
 
-Prefix form (eznas's own): n_mul(n_add(n_max(n_div_safe(n_add(log_params, log_flops), log_params), n_mul(logdet_sum(gram_sign(a_add(A, a_add(A, A)))), log_flops)), n_mul(logdet_sum(gram_linear(a_znorm(G))), log_flops)), n_add(agg_max(log_chan_rank), agg_max(log_numel)))
+Prefix form (eznas's own): n_mul(n_add(n_max(n_div_safe(n_add(log_snip_total, n_mul(log_chan_rank_sum, n_sub(n_add(naswot, log_grad_norm), log_grad_norm))), log_params), n_mul(n_min(log_chan_rank_sum, n_square(n_neg(n_exp_clamped(log_snip_total)))), log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(G))), n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_flops))), log_params))), n_add(agg_max(log_numel), agg_max(log_w_norm)))
 
 Usage::
 
@@ -20,12 +20,12 @@ Run information:
   "nds:Amoeba_in",
   "nds:NASNet_in"
  ],
- "pool_fitness": 0.684610657510929,
+ "pool_fitness": 0.734106669468973,
  "pool_taus": {
-  "nb201:cifar10": 0.7080977627409559,
-  "nds:Amoeba_in": 0.660284572922907,
-  "nds:DARTS_in": 0.7163521214137405,
-  "nds:NASNet_in": 0.6067339625060583
+  "nb201:cifar10": 0.776378438861258,
+  "nds:Amoeba_in": 0.6597600171549444,
+  "nds:DARTS_in": 0.7810993323876747,
+  "nds:NASNet_in": 0.6346453506874447
  },
  "probe": {
   "batch_seed": 0,
@@ -40,7 +40,7 @@ Run information:
   "weight_rows": 32
  },
  "rank": 0,
- "run": "runs/default",
+ "run": "runs/warm_start",
  "seed": 0
 }
 """
@@ -520,6 +520,7 @@ import torch
 
 BIG = 1e+30
 EPS = 1e-08
+MAX_EXP = 69.07755278982137
 RIDGE = 1e-06
 TOL = 1e-06
 
@@ -597,6 +598,36 @@ def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
     return logdet(_seg_sum(x, layers))
 
 
+def square(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: x**2, clamped to BIG on overflow."""
+    return _finite(x * x)
+
+
+def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: sqrt(|x|); 0 at 0."""
+    return torch.abs(x).sqrt_()
+
+
+def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: exp(min(x, log BIG)); at most BIG, 0 for very negative x."""
+    return x.clamp(max=MAX_EXP).exp_()
+
+
+def sign(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: -1, 0 or 1 elementwise; 0 at 0."""
+    return torch.sign(x)
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: max(x, 0)."""
+    return torch.relu(x)
+
+
+def neg(x: torch.Tensor) -> torch.Tensor:
+    """T -> T: -x."""
+    return torch.neg(x)
+
+
 def znorm(x: torch.Tensor) -> torch.Tensor:
     """Matrix [L,R,C] -> [L,R,C]: (x - mean) / std over each matrix; 0 for a constant matrix."""
     y = x / _amax_scale(x, (-2, -1))
@@ -611,6 +642,11 @@ def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _finite(x + y)
 
 
+def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: x - y, clamped to +-BIG."""
+    return _finite(x - y)
+
+
 def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """T, T -> T: x * y, clamped to +-BIG."""
     return _finite(x * y)
@@ -622,15 +658,14 @@ def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _finite(torch.where(small, torch.sign(x), x / y))
 
 
+def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """T, T -> T: elementwise min(x, y)."""
+    return torch.minimum(x, y)
+
+
 def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """T, T -> T: elementwise max(x, y)."""
     return torch.maximum(x, y)
-
-
-def gram_sign(x: torch.Tensor) -> torch.Tensor:
-    """AMat [L,N,F] -> Gram [L,N,N]: fraction of features where two rows agree on x > 0."""
-    s = (x > 0).to(x.dtype).mul_(2.0).sub_(1.0)
-    return torch.matmul(s, s.mT).div_(2.0 * x.shape[-1]).add_(0.5)
 
 
 def gram_linear(x: torch.Tensor) -> torch.Tensor:
@@ -649,46 +684,76 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-a_add = add
 a_znorm = znorm
 n_add = add
 n_div_safe = div_safe
+n_exp_clamped = exp_clamped
 n_max = maximum
+n_min = minimum
 n_mul = mul
+n_neg = neg
+n_relu = relu
+n_sign = sign
+n_sqrt_abs = sqrt_abs
+n_square = square
+n_sub = sub
 
 
 # ---------------------------------------------------------------- the evolved program
-EXPRESSION = 'n_mul(n_add(n_max(n_div_safe(n_add(log_params, log_flops), log_params), n_mul(logdet_sum(gram_sign(a_add(A, a_add(A, A)))), log_flops)), n_mul(logdet_sum(gram_linear(a_znorm(G))), log_flops)), n_add(agg_max(log_chan_rank), agg_max(log_numel)))'
+EXPRESSION = 'n_mul(n_add(n_max(n_div_safe(n_add(log_snip_total, n_mul(log_chan_rank_sum, n_sub(n_add(naswot, log_grad_norm), log_grad_norm))), log_params), n_mul(n_min(log_chan_rank_sum, n_square(n_neg(n_exp_clamped(log_snip_total)))), log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(G))), n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_flops))), log_params))), n_add(agg_max(log_numel), agg_max(log_w_norm)))'
 SETTINGS = ProbeSettings(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce', seed=0)
-NEEDS = frozenset(['A', 'G', 'depth', 'log_chan_rank', 'log_flops', 'log_numel', 'log_params'])
+NEEDS = frozenset(['G', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_flops', 'log_grad_norm', 'log_numel', 'log_params', 'log_snip_total', 'log_w_norm', 'naswot'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['log_flops']
-    v2 = n_add(v0, v1)
-    v3 = n_div_safe(v2, v0)
-    v4 = t['A']
-    v5 = a_add(v4, v4)
-    v6 = a_add(v4, v5)
-    v7 = gram_sign(v6)
-    v8 = logdet_sum(v7, layers)
-    v9 = n_mul(v8, v1)
-    v10 = n_max(v3, v9)
-    v11 = t['G']
-    v12 = a_znorm(v11)
-    v13 = gram_linear(v12)
-    v14 = logdet_sum(v13, layers)
-    v15 = n_mul(v14, v1)
-    v16 = n_add(v10, v15)
-    v17 = t['log_chan_rank']
-    v18 = agg_max(v17, layers)
-    v19 = t['log_numel']
-    v20 = agg_max(v19, layers)
-    v21 = n_add(v18, v20)
-    v22 = n_mul(v16, v21)
-    result = v22
+    v0 = t['log_snip_total']
+    v1 = t['log_chan_rank_sum']
+    v2 = t['naswot']
+    v3 = t['log_grad_norm']
+    v4 = n_add(v2, v3)
+    v5 = n_sub(v4, v3)
+    v6 = n_mul(v1, v5)
+    v7 = n_add(v0, v6)
+    v8 = t['log_params']
+    v9 = n_div_safe(v7, v8)
+    v10 = n_exp_clamped(v0)
+    v11 = n_neg(v10)
+    v12 = n_square(v11)
+    v13 = n_min(v1, v12)
+    v14 = n_mul(v13, v1)
+    v15 = n_max(v9, v14)
+    v16 = t['G']
+    v17 = a_znorm(v16)
+    v18 = gram_linear(v17)
+    v19 = logdet_sum(v18, layers)
+    v20 = n_relu(v1)
+    v21 = n_sign(v20)
+    v22 = n_sub(v8, v3)
+    v23 = n_mul(v21, v22)
+    v24 = t['log_numel']
+    v25 = agg_max(v24, layers)
+    v26 = t['log_chan_rank']
+    v27 = agg_max(v26, layers)
+    v28 = n_add(v25, v27)
+    v29 = t['log_flops']
+    v30 = n_sqrt_abs(v29)
+    v31 = n_sub(v28, v30)
+    v32 = n_add(v23, v31)
+    v33 = n_square(v10)
+    v34 = n_square(v33)
+    v35 = n_min(v1, v34)
+    v36 = n_mul(v35, v29)
+    v37 = n_mul(v32, v36)
+    v38 = n_relu(v37)
+    v39 = n_mul(v38, v8)
+    v40 = n_mul(v19, v39)
+    v41 = n_add(v15, v40)
+    v42 = t['log_w_norm']
+    v43 = agg_max(v42, layers)
+    v44 = n_add(v25, v43)
+    v45 = n_mul(v41, v44)
+    result = v45
     return result
 
 
