@@ -3,8 +3,8 @@
 # 500 networks of each NB201 dataset (seed 0) and every network of each NDS ImageNet space,
 # with the [probe] settings of experiments/default.toml, on JOBS workers (default 2).
 # With RUN (an evolution run directory), the NB201 samples leave out the networks that run
-# used: they are then the held-out networks of `experiments/heldout.py --run RUN --n 500`,
-# whose expressions are then scored from the cache without probing anything.
+# used: with every NDS network, they are then the held-out networks of
+# `experiments/heldout.py --run RUN --n 500`, whose expressions score from the cache.
 # Networks already in the cache are skipped (their time is not counted): point
 # EZNAS_CACHE_DIR at an empty directory to time everything from scratch.
 #
@@ -16,8 +16,8 @@ exclude=()
 tasks=(nb201:cifar10 nb201:cifar100 nb201:ImageNet16-120
        nds:DARTS_in nds:Amoeba_in nds:NASNet_in nds:ENAS_in nds:PNAS_in nds:ResNeXt-A_in nds:ResNeXt-B_in)
 for task in "${tasks[@]}"; do
-  if [[ $task == nb201:* ]]; then size=(--n 500 --seed 0); else size=(--all); fi
+  if [[ $task == nb201:* ]]; then size=(--n 500 --seed 0 "${exclude[@]}"); else size=(--all); fi
   SECONDS=0
-  eznas stats --task "$task" "${size[@]}" "${exclude[@]}" --config experiments/default.toml --jobs "$jobs"
+  eznas stats --task "$task" "${size[@]}" --config experiments/default.toml --jobs "$jobs"
   printf 'pool %-22s %-16s %5d s\n' "$task" "${size[*]}" "$SECONDS"
 done
