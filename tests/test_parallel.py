@@ -244,3 +244,23 @@ def test_threading_backend_restores_the_callers_torch_threads():
     assert list(run_tasks([(torch.get_num_threads, ())] * 2, n_jobs=64, backend="threading")) == [1, 1]
     assert torch.get_num_threads() == before
 
+
+
+def test_a_dask_client_whose_event_loop_did_not_start_is_made_once_more():
+    from eznas.parallel import _new_client
+
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AssertionError  # what distributed's LoopRunner raises after 10 s without a loop
+        return "client"
+
+    assert _new_client(flaky) == "client" and len(calls) == 2
+
+    def broken() -> str:
+        raise AssertionError
+
+    with pytest.raises(AssertionError):
+        _new_client(broken)
