@@ -96,7 +96,7 @@ class EvolutionConfig:
     init_max_depth: int = 5  # ramped half-and-half: largest initial tree depth
     max_depth: int = 10  # static limit on tree depth after variation
     max_size: int = 40  # static limit on tree size (nodes) after variation
-    hall_of_fame: int = 20  # best distinct programs kept over the whole run
+    hall_of_fame: int = 20  # best programs kept over the whole run, one per phenotype (distinct per-task taus)
     pool_fitness_top: int = 10  # per generation, this many leaders are scored on the whole pool for the hall of fame
     seed_from: tuple[str, ...] = ()  # run directories (their halls of fame) and exported proxies' .json records that open the initial population
 

@@ -39,6 +39,7 @@ from eznas.statsbatch import StatsBatch, concat
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_VERSION = 1
+PHENOTYPE_DIGITS = 12  # per-task taus equal to this many digits: the same phenotype in the hall of fame
 
 
 def derive_seed(*parts: Any) -> int:
@@ -258,9 +259,24 @@ def sample_batch(pools: dict[str, StatsBatch], config: Config, generation: int) 
 # ----------------------------------------------------------------------------- results
 
 def hall_of_fame(scored: dict[str, dict[str, Any]], size: int) -> list[dict[str, Any]]:
-    """The best distinct programs of the run by pool fitness (ties: smaller first)."""
+    """The best programs of the run by pool fitness (ties: smaller first), one per phenotype.
+
+    A program whose per-task taus all equal those of a better-ranked program orders every pool
+    alike (typically the same formula with a redundant branch) and is left out, so the ``size``
+    places hold distinct rankings; the smallest program of each phenotype is the one kept.
+    """
     ranked = sorted(scored.values(), key=lambda r: (-r["fitness"], r["size"], r["expr"]))
-    return ranked[:size]
+    seen: set[tuple[tuple[str, float], ...]] = set()
+    kept = []
+    for r in ranked:
+        phenotype = tuple(sorted((task, round(tau, PHENOTYPE_DIGITS)) for task, tau in r["taus"].items()))
+        if phenotype in seen:
+            continue
+        seen.add(phenotype)
+        kept.append(r)
+        if len(kept) == size:
+            break
+    return kept
 
 
 def pareto_front(scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO, needs_data, run_cli, tiny_config
 
+from eznas import evolve
+
 pytestmark = needs_data
 
 
@@ -193,3 +195,19 @@ def test_seed_over_the_size_limit_names_the_limit(workspace, finished_run, tmp_p
                 "--set", f'evolution.seed_from=["{finished_run}"]', "--set", f"evolution.max_size={largest - 1}")
     assert r.returncode == 2 and f"max_size = {largest - 1}" in r.stderr and "raise them" in r.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_hall_of_fame_keeps_one_program_per_phenotype():
+    """Programs with the same per-task taus order every pool alike: only the smallest stays,
+    and the freed places go to the next distinct rankings."""
+    def entry(expr, size, fitness, taus):
+        return {"expr": expr, "size": size, "fitness": fitness, "taus": taus}
+    scored = {r["expr"]: r for r in [
+        entry("big_twin", 9, 0.8, {"a": 0.7, "b": 0.9}),
+        entry("small_twin", 3, 0.8, {"a": 0.7, "b": 0.9}),
+        entry("same_fitness_other_taus", 5, 0.8, {"a": 0.9, "b": 0.7}),
+        entry("third", 2, 0.5, {"a": 0.5, "b": 0.5}),
+        entry("fourth", 2, 0.4, {"a": 0.4, "b": 0.4}),
+    ]}
+    assert [r["expr"] for r in evolve.hall_of_fame(scored, 3)] == ["small_twin", "same_fitness_other_taus", "third"]
+    assert [r["expr"] for r in evolve.hall_of_fame(scored, 10)] == ["small_twin", "same_fitness_other_taus", "third", "fourth"]
