@@ -19,7 +19,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def _seed_texts(source: Path) -> list[str]:
     return [record_expression(source, "evolution.seed_from")]
 
 
-def init_population(config: Config, seeds: list[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:
+def init_population(config: Config, seeds: Sequence[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:
     """``seeds`` first, then ramped half-and-half trees (depths init_min_depth to
     init_max_depth, full and grow alike) until the population is full."""
     e = config.evolution
