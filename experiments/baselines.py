@@ -208,6 +208,8 @@ def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: 
     parser.add_argument("--out", default=out, help=f"output prefix (default {out})")
     parser.add_argument("--data-dir", default=None, help="benchmark data directory")
     parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
+    parser.add_argument("--scores-dir", default=None,
+                        help="per-network score cache (default CACHE_ROOT/scores; results/scores holds the committed tables' scores)")
 
 
 def evaluate_tasks(args: argparse.Namespace, wanted: Sequence[str], exclude_run: str | None = None,
@@ -224,7 +226,7 @@ def evaluate_tasks(args: argparse.Namespace, wanted: Sequence[str], exclude_run:
         start = time.perf_counter()
         results[task] = evaluate(wanted, task, n=n, seed=args.seed, jobs=args.jobs,
                                  exclude_run=exclude_run if space in exclude_spaces else None,
-                                 data_dir=args.data_dir, cache_dir=args.cache_dir)
+                                 data_dir=args.data_dir, cache_dir=args.cache_dir, scores_dir=args.scores_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
         yield task, results
 

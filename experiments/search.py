@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output prefix: writes OUT.md, OUT.csv and OUT_runs.csv")
     parser.add_argument("--data-dir", default=None, help="benchmark data directory")
     parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
+    parser.add_argument("--scores-dir", default=None, help="per-network score cache (default CACHE_ROOT/scores)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "experiments/search.py", *argv_used])
@@ -111,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in args.strategies.split(",") for seed in range(args.seeds)]
     try:
         for i, (proxy, task, strategy, seed) in enumerate(plan, start=1):
-            r = search(proxy, task, strategy, args.budget, seed, args.jobs, args.data_dir, args.cache_dir)
+            r = search(proxy, task, strategy, args.budget, seed, args.jobs, args.data_dir, args.cache_dir,
+                       scores_dir=args.scores_dir)
             results.append(r)
             print(f"[{i}/{len(plan)}] {r.line()}", flush=True)
             write_text(Path(f"{prefix}.md"), render(results, command, complete=i == len(plan)))

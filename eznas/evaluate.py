@@ -22,10 +22,11 @@ computes the statistics, measured when this command computes them (statistics fo
 cache from elsewhere have no timing).
 
 Per-network results are cached as JSON, one file per (proxy identity, task, seeds) under
-``<cache root>/scores/``: the identity is the baseline name and version, the sha256 of a
-proxy file, or the expression with its probe settings and the probe version. Files are written
-atomically every few seconds and at the end, so repeated and compared evaluations are cheap and
-a killed run resumes.
+``<cache root>/scores/`` (or ``--scores-dir``): the identity is the baseline name and version,
+the sha256 of a proxy file, or the expression with its probe settings and the probe version.
+Files are written atomically every few seconds and at the end, so repeated and compared
+evaluations are cheap and a killed run resumes. A score directory copied to another machine
+serves there as it is (no statistics are needed for the networks it holds).
 """
 
 from __future__ import annotations
@@ -176,11 +177,11 @@ class ScoreCache:
     "error": str | None}``; ``value`` None means the proxy failed on that network.
     """
 
-    def __init__(self, root: Path, spec: ProxySpec, task: str, seed: int, batch_size: int) -> None:
+    def __init__(self, directory: Path, spec: ProxySpec, task: str, seed: int, batch_size: int) -> None:
         header = {"proxy": spec.identity, "task": task, "net_seed": NET_SEED,
                   "batch": {"n": batch_size, "seed": seed, "kind": "real"}, "version": SCORES_VERSION}
         key = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        self.path = root / SCORES_DIR / f"{key}.json"
+        self.path = directory / f"{key}.json"
         self.header = {**header, "label": spec.label}
         self.entries: dict[str, dict[str, Any]] = self._read()
         self._dirty = False
@@ -468,7 +469,7 @@ def sample_records(task: str | Task, n: int | None, seed: int, data_dir: str | o
 def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: int = 0, jobs: int = 1,
              exclude_run: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True,
-             batch_size: int = BATCH_SIZE) -> list[Evaluation]:
+             batch_size: int = BATCH_SIZE, scores_dir: str | os.PathLike | None = None) -> list[Evaluation]:
     """Score every proxy of ``proxy_args`` on the same networks and batch of ``task``.
 
     Parameters
@@ -481,6 +482,8 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     data_dir, cache_dir : benchmark data and cache root (default: as `eznas.cache.StatsCache`).
     progress : show progress bars.
     batch_size : images in the shared batch (64 in the protocol; smaller only for quick checks).
+    scores_dir : the per-network score cache (default ``<cache root>/scores``); a directory of
+        scores computed elsewhere (e.g. committed beside a results table) makes a rerun read them.
 
     Returns
     -------
@@ -498,13 +501,15 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
     exclude = used_indices(run_pools(exclude_run), t.name) if exclude_run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
-    return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg)
+    return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
+                            scores_dir)
 
 
 def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
                      jobs: int = 1, data_dir: str | os.PathLike | None = None,
                      cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                     batch_size: int = BATCH_SIZE, probe_cfg: config_mod.ProbeConfig | None = None) -> list[Evaluation]:
+                     batch_size: int = BATCH_SIZE, probe_cfg: config_mod.ProbeConfig | None = None,
+                     scores_dir: str | os.PathLike | None = None) -> list[Evaluation]:
     """Score resolved proxies on given benchmark records through the score cache (the core of `evaluate`).
 
     ``seed`` is the batch seed (the protocol's shared batch ``inputs.batch(task, batch_size, seed)``);
@@ -517,7 +522,8 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
     probe_cfg = probe_cfg or _probe_config(seed, batch_size, None)
     root = Path(cache_dir) if cache_dir is not None else StatsCache().root
     run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
-    caches = [ScoreCache(root, s, t.name, seed, batch_size) for s in specs]
+    scores = Path(scores_dir) if scores_dir is not None else root / SCORES_DIR
+    caches = [ScoreCache(scores, s, t.name, seed, batch_size) for s in specs]
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
     lost = _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
@@ -533,7 +539,8 @@ def protocol_spec(text: str, seed: int = 0) -> ProxySpec:
 
 def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
                   jobs: int = 1, data_dir: str | os.PathLike | None = None,
-                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                  scores_dir: str | os.PathLike | None = None) -> np.ndarray:
     """[len(records)] scores of one proxy on benchmark records (NaN where it failed), on the protocol.
 
     The protocol is `evaluate`'s: net seed 0, the batch of `BATCH_SIZE` images drawn with ``seed``,
@@ -542,7 +549,7 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
     baseline (``az_nas``) is combined over ``records``.
     """
     spec = proxy if isinstance(proxy, ProxySpec) else protocol_spec(proxy, seed)
-    (result,) = evaluate_records([spec], task, records, seed, jobs, data_dir, cache_dir, progress)
+    (result,) = evaluate_records([spec], task, records, seed, jobs, data_dir, cache_dir, progress, scores_dir=scores_dir)
     return result.scores
 
 
@@ -621,6 +628,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--data-dir", default=None,
                    help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
     p.add_argument("--cache-dir", default=None, help="cache root (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
+    p.add_argument("--scores-dir", default=None, help="per-network score cache (default: CACHE_ROOT/scores)")
     return p
 
 
@@ -628,7 +636,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``eznas evaluate``; returns the exit status."""
     proxy_args = [args.proxy] + [p for p in (args.compare or "").split(",") if p.strip()]
     results = evaluate(proxy_args, args.task, None if args.all else args.n, args.seed, args.jobs,
-                       args.exclude_run, args.data_dir, args.cache_dir)
+                       args.exclude_run, args.data_dir, args.cache_dir, scores_dir=args.scores_dir)
     for e in results:
         print(summary(e))
     prefix = args.out or (f"compare_{parse_task(args.task).name.replace(':', '_')}" if args.compare else None)

@@ -137,9 +137,10 @@ class _Scorer:
     """Scores distinct records once, in chunks, through the score cache; keeps the scores of all seen."""
 
     def __init__(self, spec: ProxySpec, task: str, records: list[dict[str, Any]], jobs: int,
-                 data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None, bar: tqdm) -> None:
+                 data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None,
+                 scores_dir: str | os.PathLike | None, bar: tqdm) -> None:
         self.spec, self.task, self.records, self.jobs = spec, task, records, jobs
-        self.data_dir, self.cache_dir, self.bar = data_dir, cache_dir, bar
+        self.data_dir, self.cache_dir, self.scores_dir, self.bar = data_dir, cache_dir, scores_dir, bar
         self.set_level = spec.kind == "baseline" and proxies.get(spec.ref).combine is not None
         self.order: list[int] = []  # indices in the order first scored
         self.scores: dict[int, float] = {}
@@ -158,7 +159,7 @@ class _Scorer:
 
     def _score(self, indices: Sequence[int]) -> list[float]:
         values = score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.jobs,
-                               self.data_dir, self.cache_dir, progress=False)
+                               self.data_dir, self.cache_dir, progress=False, scores_dir=self.scores_dir)
         return [float(v) for v in values]
 
     def fitness(self, index: int) -> tuple[float, int]:
@@ -198,7 +199,8 @@ def _rea(score: _Scorer, budget: int, rng: np.random.Generator, population_size:
 
 def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: int = 1,
            data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-           progress: bool = True, population: int = POPULATION, tournament: int = TOURNAMENT) -> SearchResult:
+           progress: bool = True, population: int = POPULATION, tournament: int = TOURNAMENT,
+           scores_dir: str | os.PathLike | None = None) -> SearchResult:
     """Search ``task``'s benchmark space for the architecture ``proxy`` scores highest.
 
     Parameters
@@ -212,6 +214,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
     data_dir, cache_dir : benchmark data and cache root (as `eznas.evaluate.evaluate`).
     progress : show a progress bar over the budget.
     population, tournament : REA population and tournament sizes (64 and 16 in the protocol).
+    scores_dir : the per-network score cache (as `eznas.evaluate.evaluate`).
 
     Raises
     ------
@@ -238,7 +241,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
     rng = np.random.default_rng(seed)
     bar = tqdm(total=budget, desc=f"{strategy} {t.name} {spec.label}"[:60], unit="net", disable=not progress,
                dynamic_ncols=True)
-    score = _Scorer(spec, t.name, records, jobs, data_dir, cache_dir, bar)
+    score = _Scorer(spec, t.name, records, jobs, data_dir, cache_dir, scores_dir, bar)
     try:
         if strategy == "random":
             score([r["index"] for r in benchmarks.sample(t, budget, seed, data_dir)])
@@ -283,13 +286,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--data-dir", default=None,
                    help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
     p.add_argument("--cache-dir", default=None, help="cache root (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
+    p.add_argument("--scores-dir", default=None, help="per-network score cache (default: CACHE_ROOT/scores)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eznas search``; returns the exit status."""
     result = search(args.proxy, args.task, args.strategy, args.budget, args.seed, args.jobs, args.data_dir,
-                    args.cache_dir)
+                    args.cache_dir, scores_dir=args.scores_dir)
     print(result.line())
     if args.out:
         write_text(Path(args.out), json.dumps(result.to_dict(), indent=1) + "\n")

@@ -97,7 +97,7 @@ def test_exported_file_scores_what_the_engine_scores_for_its_expression(data_dir
 
 def test_set_level_baseline_is_rank_aggregated_over_the_evaluated_set(data_dir: Path, tmp_path: Path) -> None:
     (result,) = _evaluate(["az_nas"], data_dir, tmp_path, n=5)
-    cache = ev.ScoreCache(tmp_path, ev.resolve("az_nas"), SMALL_TASK, 0, 16)
+    cache = ev.ScoreCache(tmp_path / ev.SCORES_DIR, ev.resolve("az_nas"), SMALL_TASK, 0, 16)
     components = [cache.get(int(i))["value"] for i in result.index]
     assert set(components[0]) == set(az_nas.COMPONENTS)
     np.testing.assert_allclose(result.scores, az_nas.rank_aggregate(components))
@@ -138,6 +138,27 @@ def test_a_corrupt_score_cache_is_recomputed_with_a_warning(data_dir: Path, tmp_
     with pytest.warns(UserWarning, match="unreadable"):
         (again,) = _evaluate(["params"], data_dir, tmp_path, n=3)
     np.testing.assert_array_equal(first.scores, again.scores)
+
+
+def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores kept in --scores-dir (e.g. committed beside a results table) serve a fresh cache root:
+    neither a baseline nor an expression computes anything for the networks they hold."""
+    expr = "n_add(log_params, log_grad_norm)"
+    first = _evaluate(["params", expr], data_dir, tmp_path / "here", scores_dir=tmp_path / "scores")
+    assert sorted(p.name for p in (tmp_path / "scores").glob("*.json")) and not (tmp_path / "here" / ev.SCORES_DIR).exists()
+    moved = tmp_path / "elsewhere_scores"
+    (tmp_path / "scores").rename(moved)
+
+    def forbidden(*args):
+        raise AssertionError("a cached network was computed again")
+
+    monkeypatch.setattr(ev, "score_network", forbidden)
+    monkeypatch.setattr(ev, "probe_network", forbidden)
+    again = _evaluate(["params", expr], data_dir, tmp_path / "fresh", scores_dir=moved)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.scores, b.scores)
+    assert not list((tmp_path / "fresh").rglob("*.safetensors"))  # no statistics were computed there
 
 
 # ----------------------------------------------------------------------------- failures, exclusion

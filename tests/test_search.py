@@ -112,7 +112,7 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
     assert result.n_scored == 20 == len(set(indices)) == len(calls)  # each new network scored once, fresh cache
     assert result.cycles >= 20 - 8  # the cycles after the initial population of 8; revisits are free
     # the scores went to evaluate's cache (net seed 0, batch seed 0): evaluate --seed 0 reuses them
-    cache = ev.ScoreCache(tmp_path, ev.resolve("params"), SMALL_TASK, 0, ev.BATCH_SIZE)
+    cache = ev.ScoreCache(tmp_path / ev.SCORES_DIR, ev.resolve("params"), SMALL_TASK, 0, ev.BATCH_SIZE)
     assert all(cache.get(i)["value"] == s for i, s in result.scored)
     calls.clear()
     again = _search(data_dir, tmp_path, strategy="rea", budget=20, seed=4)
