@@ -7,12 +7,14 @@ Every proxy sees the same networks (net seed 0) and the same batch of 64 real im
 killed run resumes and a larger ``--n`` (same seed) only scores the networks it adds (the
 sample of n is a prefix of the sample of a larger n).
 
-    python experiments/baselines.py --n 1000 --seed 0 --jobs 2 --exclude-run runs/default   # the full protocol
-    python experiments/baselines.py --n 100 --nds-n 20 --jobs 2                              # a quick look
+    python experiments/baselines.py --n 1000 --seed 0 --jobs 2 \
+        --exclude-run results/proxies/eznas_best.json --scores-dir results/scores   # the full protocol
+    python experiments/baselines.py --n 100 --nds-n 20 --jobs 2                      # a quick look
 
-``--exclude-run DIR`` leaves the networks of an evolution run (`eznas evolve
-experiments/default.toml --out runs/default`) out of the NB201 samples, so the NB201 columns are
-scored on exactly the held-out networks of `experiments/heldout.py --run DIR` (same --n, seed).
+``--exclude-run RUN`` leaves the networks of an evolution run (its directory, or the ``.json``
+record of a proxy it produced, whose config fixes the pools) out of the NB201 samples, so the
+NB201 columns are scored on exactly the held-out networks of `experiments/heldout.py --run RUN`
+(same --n and seed).
 
 The Markdown file states the command, seeds, network counts and input resolutions, the
 Kendall tau-b / Spearman rho / top-10% precision / seconds per network of every proxy on every
@@ -48,7 +50,8 @@ REFERENCES = (
     ("nb201:cifar10", "synflow", "spearman_rho", 0.74, 0.74, "Abdelfattah et al., ICLR 2021"),
     ("nb201:cifar10", "naswot", "spearman_rho", 0.78, 0.78, "Mellor et al., ICML 2021"),
 )
-FULL_COMMAND = "python experiments/baselines.py --n 1000 --seed 0 --jobs 2 --exclude-run runs/default"
+FULL_COMMAND = ("python experiments/baselines.py --n 1000 --seed 0 --jobs 2 --exclude-run results/proxies/eznas_best.json "
+                "--scores-dir results/scores")
 BOOTSTRAP = 1000
 TOLERANCE = 0.05
 METRICS = (("kendall_tau", "Kendall tau-b", 3), ("spearman_rho", "Spearman rho", 3),
@@ -144,9 +147,9 @@ def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_d
     """The whole Markdown report (``full``: it holds the whole protocol of issue 6)."""
     sample = f"a sample drawn with `benchmarks.sample(task, n, seed={seed})` (all networks when n exceeds the benchmark)"
     if exclude_run is not None:
-        sample += (f"; on NB201 without the networks of the evolution run `{exclude_run}` (its pools, which "
-                   "experiments/default.toml fixes; an architecture is left out of all three datasets), so that these "
-                   "are the held-out networks of `experiments/heldout.py`, while every NDS space is whole (DARTS_in, "
+        sample += (f"; on NB201 without the networks of the evolution pools of `{exclude_run}` (pools drawn from the "
+                   "run's seed and task alone; an architecture is left out of all three datasets), so that these are "
+                   "the held-out networks of `experiments/heldout.py`, while every NDS space is whole (DARTS_in, "
                    "Amoeba_in and NASNet_in are the evolution spaces)")
     parts = [
         "# Baseline zero-cost proxies on NAS-Bench-201 and NDS",
@@ -235,9 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every baseline on every task and write the Markdown and CSV reports."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sample_args(parser, NB201_TASKS + NDS_TASKS, "results/baselines")
-    parser.add_argument("--exclude-run", metavar="DIR",
-                        help="leave the networks of this evolution run out of the NB201 samples (the held-out "
-                             "networks of experiments/heldout.py); NDS spaces stay whole")
+    parser.add_argument("--exclude-run", metavar="RUN",
+                        help="leave the networks of this evolution run (its directory or the .json record of a proxy "
+                             "it produced) out of the NB201 samples (the held-out networks of experiments/heldout.py); "
+                             "NDS spaces stay whole")
     args = parser.parse_args(argv)
     command = "python experiments/baselines.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     full = args.n >= 1000 and args.nds_n is None and set(args.tasks.split(",")) >= set(NB201_TASKS + NDS_TASKS)

@@ -29,8 +29,7 @@ import numpy as np
 from baselines import add_sample_args, evaluate_tasks, metric_sections, protocol_table
 from eznas import proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, write_text
-from eznas.evolve import read_checkpoint
-from eznas.report import plot_fitness
+from eznas.report import plot_fitness, read_run
 from eznas.tasks import parse_task
 
 TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
@@ -83,7 +82,8 @@ def render(results: dict[str, list[Evaluation]], command: str, run: str, seed: i
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate the proxies on every held-out task and write the report, CSV and plots."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="evolution run directory whose networks are left out")
+    parser.add_argument("--run", required=True, help="evolution run whose networks are left out: its directory, or the "
+                                                      ".json record of a proxy it produced")
     parser.add_argument("--proxy", action="append", default=[], help="extra PROXY (exported .py or its .json record, expression); repeatable")
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     add_sample_args(parser, TASKS, "results/heldout")
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = list(args.proxy) + [b for b in args.baselines.split(",") if b]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_fitness(out.parent, read_checkpoint(Path(args.run))["history"])
+    plot_fitness(out.parent, read_run(args.run, args.data_dir).history)
     for task, results in evaluate_tasks(args, wanted, exclude_run=args.run):
         if args.proxy:
             scatter(results[task][0], out.with_name(f"{out.name}_{parse_task(task).key}.png"))

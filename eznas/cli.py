@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--all", action="store_true", help="probe every network of the task")
     p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
     p.add_argument("--exclude-run", metavar="RUN", help="leave out the networks evolution run RUN used, as "
-                                                        "'eznas evaluate --exclude-run' does (its held-out networks)")
+                                                        "'eznas evaluate --exclude-run' does (its held-out networks; RUN: a run "
+                                                        "directory or an exported .json record)")
     p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
                                     "(default: built-in defaults)")
     _add_parallel(p)
@@ -156,12 +157,12 @@ def _stats(args: argparse.Namespace) -> int:
     from eznas.cache import StatsCache
     from eznas.evaluate import sample_records
     from eznas.pool import fill_cache
-    from eznas.report import run_pools, used_indices
+    from eznas.report import read_run, used_indices
 
     cfg = config.load(args.config) if args.config else config.Config()
     n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
     check_backend(backend, n_jobs, address)
-    exclude = used_indices(run_pools(args.exclude_run), args.task) if args.exclude_run else None
+    exclude = used_indices(read_run(args.exclude_run, args.data_dir).pools, args.task) if args.exclude_run else None
     records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     done, failed = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,

@@ -60,13 +60,12 @@ from eznas import config as config_mod
 from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
-from eznas.evolve import read_checkpoint
 from eznas.export import record_expression
 from eznas.fitness import Evaluator
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool, network_key, probe_settings
 from eznas.probe import PROBE_VERSION, probe
-from eznas.report import run_pools, used_indices
+from eznas.report import read_run, used_indices
 from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
 
@@ -447,10 +446,7 @@ def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any
 
 def _probe_config(seed: int, batch_size: int, exclude_run: str | os.PathLike | None) -> config_mod.ProbeConfig:
     """Probe settings of expressions: the run's (if any) or the defaults, on the shared batch and net seed."""
-    cfg = config_mod.ProbeConfig()
-    if exclude_run is not None:
-        run_dir = Path(exclude_run)
-        cfg = config_mod.from_dict(read_checkpoint(run_dir)["config"], source=str(run_dir / "checkpoint.json")).probe
+    cfg = read_run(exclude_run).config.probe if exclude_run is not None else config_mod.ProbeConfig()
     return replace(cfg, batch_size=batch_size, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
 
 
@@ -477,8 +473,9 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     proxy_args : PROXY arguments (baseline names, ``.py`` paths, expressions); resolved first,
         so a bad one fails before any work.
     task : task id; n : networks to sample (None = all); seed : sample and batch seed.
-    jobs : parallel workers over networks; exclude_run : an evolution run directory whose
-        networks are left out (its probe settings then also apply to expressions).
+    jobs : parallel workers over networks; exclude_run : an evolution run (its directory, or the
+        ``.json`` record of a proxy it produced: `eznas.report.read_run`) whose networks are left
+        out (its probe settings then also apply to expressions).
     data_dir, cache_dir : benchmark data and cache root (default: as `eznas.cache.StatsCache`).
     progress : show progress bars.
     batch_size : images in the shared batch (64 in the protocol; smaller only for quick checks).
@@ -499,7 +496,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     probe_cfg = _probe_config(seed, batch_size, exclude_run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
-    exclude = used_indices(run_pools(exclude_run), t.name) if exclude_run is not None else None
+    exclude = used_indices(read_run(exclude_run, data_dir).pools, t.name) if exclude_run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
     return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)
@@ -621,7 +618,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--all", action="store_true", help="evaluate every network of the task")
     p.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
-    p.add_argument("--exclude-run", metavar="DIR", help="leave out the networks this evolution run used")
+    p.add_argument("--exclude-run", metavar="RUN", help="leave out the networks evolution run RUN used (its directory, "
+                                                        "or the .json record of a proxy it produced)")
     p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
                                                    "compare_<task>)")

@@ -357,12 +357,17 @@ def read_checkpoint(out: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the run
 
+def pool_records(config: Config, task: str, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """The evolution pool of ``task`` (index order): a sample drawn from the run seed and the task alone."""
+    records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
+    return sorted(records, key=lambda r: r["index"])
+
+
 def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, echo: Callable[[str], None]) -> tuple[dict[str, StatsBatch], dict[str, list[int]]]:
     """Sample every evolution task's pool (seeded) and load its statistics, computing what is missing."""
     pools, indices = {}, {}
     for task in config.tasks.evolve:
-        records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
-        records = sorted(records, key=lambda r: r["index"])
+        records = pool_records(config, task, data_dir)
         pools[task] = load_pool(task, records, config.probe, cache, config.run.n_jobs, config.run.backend,
                                 config.run.address, data_dir, retries=config.run.retries, timeout=config.run.job_timeout)
         indices[task] = pools[task].index.tolist()

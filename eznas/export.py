@@ -165,6 +165,11 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
 def record_expression(path: str | os.PathLike, where: str) -> str:
     """The expression of the record that `run_record` wrote (``NAME.json`` beside a proxy);
     ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
+    return read_record(path, where)["expression"]
+
+
+def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
+    """The record that `run_record` wrote, checked to hold an expression (errors as `record_expression`)."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
@@ -174,4 +179,4 @@ def record_expression(path: str | os.PathLike, where: str) -> str:
         raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
     if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
         raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
-    return record["expression"]
+    return record

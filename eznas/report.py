@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from eznas import benchmarks, config as config_mod
 from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
-from eznas.evolve import derive_seed, read_checkpoint
+from eznas.evolve import CHECKPOINT, derive_seed, pool_records, read_checkpoint
+from eznas.export import read_record
 from eznas.fitness import Evaluator, evaluate
 from eznas.pool import load_pool
 from eznas.tasks import parse_task
@@ -56,9 +58,27 @@ def used_indices(pools: dict[str, list[int]], task: str) -> set[int]:
     return used
 
 
-def run_pools(run_dir: str | os.PathLike) -> dict[str, list[int]]:
-    """The evolution pools (task -> benchmark indices) of a run directory."""
-    return read_checkpoint(Path(run_dir))["pools"]
+@dataclass(frozen=True)
+class RunInfo:
+    """What evaluations need of an evolution run: its config, pools and fitness per generation."""
+
+    config: config_mod.Config
+    pools: dict[str, list[int]]  # task -> benchmark indices
+    history: list[dict[str, Any]]  # per generation: gen, best, median, hof_fitness, ...
+
+
+def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
+    """An evolution run from its directory, or from the ``.json`` record that ``eznas export``
+    wrote of one of its programs (then the pools are drawn again from the record's config, as the
+    run drew them: `evolve.pool_records`), so held-out evaluations need no run directory."""
+    path = Path(source)
+    if path.suffix == ".json" and not path.is_dir():
+        record = read_record(path, "run record")
+        cfg = config_mod.from_dict(record["config"], source=str(path))
+        pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}
+        return RunInfo(cfg, pools, record["fitness_history"])
+    ckpt = read_checkpoint(path)
+    return RunInfo(config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT)), ckpt["pools"], ckpt.get("history", []))
 
 
 def heldout_records(task: str, cfg: config_mod.Config, pools: dict[str, list[int]], data_dir: str | None) -> list[dict[str, Any]]:

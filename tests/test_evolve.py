@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data, run_cli, tiny_config
+from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
 from eznas import evolve
+from eznas.report import read_run
 
 pytestmark = needs_data
 
@@ -143,6 +144,16 @@ def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):
     r = run_cli("export", str(finished_run), "--rank", "99", "-o", str(workspace["root"] / "nope.py"))
     assert r.returncode == 2 and "rank" in r.stderr
     assert not (workspace["root"] / "nope.py").exists()
+
+
+def test_an_exported_record_stands_for_its_run(workspace, finished_run, tmp_path):
+    """Held-out evaluations can name the exported ``.json`` instead of the run directory: the
+    pools drawn again from its config are the run's, and so are the probe settings and history."""
+    assert run_cli("export", str(finished_run), "-o", str(tmp_path / "best.py")).returncode == 0
+    by_record, by_dir = read_run(tmp_path / "best.json", DATA_DIR), read_run(finished_run)
+    assert by_record.pools == by_dir.pools and sum(map(len, by_dir.pools.values())) > 0
+    assert by_record.config.probe == by_dir.config.probe
+    assert [h["best"] for h in by_record.history] == [h["best"] for h in by_dir.history]
     assert not (workspace["root"] / "nope.json").exists()
 
 
