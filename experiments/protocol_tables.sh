@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerate the protocol tables of issues 6 and 8 in results/, most needed first, on JOBS
+# workers (default 2). Every step reads and extends the per-network scores in results/scores,
+# so a step killed (or a session ended) resumes where it stopped, and a step whose scores are
+# all there rewrites its table in seconds on any machine. Commit results/ after a run.
+#
+#   1. results/heldout_nb201: 1,000 held-out NB201 networks per dataset, the discovered proxies
+#      (scored by the engine from their .json records) and every baseline;
+#   2. results/heldout_nds: every network of the four held-out NDS spaces, the same proxies;
+#   3. results/baselines: every baseline, the same NB201 networks and every NDS space (issue 6);
+#   4. results/search_b1000: zero-shot random search, budget 1,000, 5 seeds, three NB201 datasets.
+#
+# The held-out networks are those the run behind results/proxies/eznas_best.json never saw (its
+# pools are drawn again from its config). Hours on 2 CPU cores (README: results).
+#
+#   bash experiments/protocol_tables.sh [JOBS]
+set -euo pipefail
+jobs="${1:-2}"
+run=results/proxies/eznas_best.json
+proxies=(--proxy results/proxies/eznas_best.json --proxy results/proxies/eznas_best_v5.json
+         --proxy results/proxies/eznas_nb201.json)
+common=(--jobs "$jobs" --scores-dir results/scores)
+python experiments/heldout.py --run "$run" "${proxies[@]}" --n 1000 "${common[@]}" \
+  --tasks nb201:cifar10,nb201:ImageNet16-120,nb201:cifar100 --out results/heldout_nb201
+python experiments/heldout.py --run "$run" "${proxies[@]}" "${common[@]}" \
+  --tasks nds:ENAS_in,nds:PNAS_in,nds:ResNeXt-A_in,nds:ResNeXt-B_in --out results/heldout_nds
+python experiments/baselines.py --n 1000 --seed 0 --exclude-run "$run" "${common[@]}"
+python experiments/search.py --proxies results/proxies/eznas_best.py,az_nas,zico,params --budget 1000 --seeds 5 \
+  --strategies random "${common[@]}" --out results/search_b1000
