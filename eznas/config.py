@@ -9,7 +9,7 @@ Sections and keys (defaults in brackets)::
     [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
-    [evolution]  population [300], generations [60], tournament_size [5], crossover_prob [0.7],
+    [evolution]  population [300], generations [60], tournament_size [5], parsimony [0.0], crossover_prob [0.7],
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
                  seed_from [[]]
@@ -89,6 +89,7 @@ class EvolutionConfig:
     population: int = 300  # individuals per generation
     generations: int = 60  # generations after the initial one
     tournament_size: int = 5  # tournament selection size
+    parsimony: float = 0.0  # tournaments compare fitness - parsimony * size (gplearn's parsimony coefficient); elites and reports use plain fitness
     crossover_prob: float = 0.7  # probability that a selected pair is mated
     mutation_prob: float = 0.3  # probability that an offspring is mutated
     elites: int = 5  # best individuals copied unchanged into the next generation
@@ -201,6 +202,7 @@ def _validate(c: Config, source: str) -> None:
     check(e.population >= 4, "evolution.population", e.population, "use 4 or more")
     check(e.generations >= 0, "evolution.generations", e.generations, "use 0 or more")
     check(2 <= e.tournament_size <= e.population, "evolution.tournament_size", e.tournament_size, "use 2..population")
+    check(0.0 <= e.parsimony <= 0.1, "evolution.parsimony", e.parsimony, "use 0..0.1 (fitness lost per node)")
     for key in ("crossover_prob", "mutation_prob"):
         check(0.0 <= getattr(e, key) <= 1.0, f"evolution.{key}", getattr(e, key), "use a probability in [0, 1]")
     check(0 <= e.elites < e.population, "evolution.elites", e.elites, "use 0..population-1")

@@ -117,12 +117,14 @@ def init_population(config: Config, seeds: Sequence[gp.PrimitiveTree] = ()) -> l
     return pop
 
 
-def select(population: list[gp.PrimitiveTree], fitness: list[float], n: int, k: int, rng: random.Random) -> list[gp.PrimitiveTree]:
-    """Tournament selection: n winners of tournaments of k (ties go to the smaller tree)."""
+def select(population: list[gp.PrimitiveTree], fitness: list[float], n: int, k: int, rng: random.Random,
+           parsimony: float = 0.0) -> list[gp.PrimitiveTree]:
+    """Tournament selection: n winners of tournaments of k on ``fitness - parsimony * size``
+    (ties go to the smaller tree)."""
     winners = []
     for _ in range(n):
         aspirants = [rng.randrange(len(population)) for _ in range(k)]
-        best = max(aspirants, key=lambda i: (fitness[i], -len(population[i])))
+        best = max(aspirants, key=lambda i: (fitness[i] - parsimony * len(population[i]), -len(population[i])))
         winners.append(population[best])
     return winners
 
@@ -420,7 +422,7 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
             ranked = sorted(range(len(trees)), key=lambda i: (-state.fitness[i], len(trees[i])))
             elites = [trees[i] for i in ranked[:e.elites]]
             rng = random.Random(derive_seed(config.run.seed, g, "select"))
-            parents = select(trees, state.fitness, e.population - e.elites, e.tournament_size, rng)
+            parents = select(trees, state.fitness, e.population - e.elites, e.tournament_size, rng, e.parsimony)
             trees = deduplicate(elites + vary(parents, config, g), config, g)
         texts = [str(t) for t in trees]
         fits = evaluate_population(texts, sample_batch(pools, config, g), config)

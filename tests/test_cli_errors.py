@@ -60,6 +60,7 @@ def test_bad_configs(tmp_path):
         "retries_range.toml": ("[run]\nretries = -1\n", "run.retries"),
         "timeout_type.toml": ("[run]\ntimeout = \"soon\"\n", "timeout"),
         "timeout_range.toml": ("[run]\ntimeout = -5\n", "run.timeout"),
+        "parsimony_range.toml": ("[evolution]\nparsimony = 0.5\n", "evolution.parsimony"),
     }
     for name, (text, needle) in cases.items():
         path = tmp_path / name

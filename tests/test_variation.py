@@ -12,7 +12,7 @@ from deap import gp
 
 from conftest import REPO
 from eznas import gp as programs
-from eznas.evolve import crossover_one_point
+from eznas.evolve import crossover_one_point, select
 
 CHILDREN_DIGEST = """
 import hashlib, random
@@ -53,3 +53,15 @@ def test_crossover_leaves_single_node_trees_alone():
     other = programs.parse("n_add(log_params, log_flops)")
     a, b = crossover_one_point(gp.PrimitiveTree(list(leaf)), gp.PrimitiveTree(list(other)), random.Random(0))
     assert str(a) == "log_params" and str(b) == "n_add(log_params, log_flops)"
+
+
+def test_parsimony_turns_tournaments_towards_smaller_programs():
+    """With parsimony 0 the fitter program wins every tournament it is in; a coefficient larger
+    than the fitness gap per extra node hands those to the smaller one (gplearn's parsimony
+    coefficient). The same seed draws the same tournaments, so nothing else changes."""
+    small, big = programs.parse("log_params"), programs.parse("n_add(n_abs(log_params), n_abs(log_flops))")
+    population, fitness = [small, big], [0.50, 0.52]  # big: 4 more nodes, 0.02 more fitness
+    plain = select(population, fitness, 40, 2, random.Random(0))
+    pressed = select(population, fitness, 40, 2, random.Random(0), parsimony=0.01)
+    assert all(p is q or (p is big and q is small) for p, q in zip(plain, pressed))
+    assert plain.count(big) > plain.count(small) and pressed.count(small) > pressed.count(big)
