@@ -65,7 +65,7 @@ from eznas.fitness import Evaluator
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool, network_key, probe_settings
 from eznas.probe import PROBE_VERSION, probe
-from eznas.report import read_run, used_indices
+from eznas.report import RunInfo, read_run, used_indices
 from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
 
@@ -444,9 +444,9 @@ def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any
                       np.array([r["accuracy"] for r in records], dtype=float), scores, seconds, errors)
 
 
-def _probe_config(seed: int, batch_size: int, exclude_run: str | os.PathLike | None) -> config_mod.ProbeConfig:
+def _probe_config(seed: int, batch_size: int, run: RunInfo | None) -> config_mod.ProbeConfig:
     """Probe settings of expressions: the run's (if any) or the defaults, on the shared batch and net seed."""
-    cfg = read_run(exclude_run).config.probe if exclude_run is not None else config_mod.ProbeConfig()
+    cfg = run.config.probe if run is not None else config_mod.ProbeConfig()
     return replace(cfg, batch_size=batch_size, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
 
 
@@ -493,10 +493,11 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
         raise EznasError(f"--jobs {jobs}: use 1 or more workers")
     if not 2 <= batch_size <= 5000:
         raise EznasError(f"batch size {batch_size}: use 2..5000 images")
-    probe_cfg = _probe_config(seed, batch_size, exclude_run)
+    run = read_run(exclude_run, data_dir) if exclude_run is not None else None
+    probe_cfg = _probe_config(seed, batch_size, run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
-    exclude = used_indices(read_run(exclude_run, data_dir).pools, t.name) if exclude_run is not None else None
+    exclude = used_indices(run.pools, t.name) if run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
     return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)
