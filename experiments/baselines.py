@@ -38,6 +38,7 @@ from scipy import stats as sps
 
 from eznas import benchmarks, proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, write_text
+from eznas.errors import guarded
 from eznas.tasks import parse_task
 
 NB201_TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120")
@@ -253,4 +254,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("baselines.py", main))

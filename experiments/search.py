@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eznas.errors import EznasError
+from eznas.errors import guarded
 from eznas.evaluate import write_text
 from eznas.search import STRATEGIES, SearchResult, search
 
@@ -110,21 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[SearchResult] = []
     plan = [(p, t, s, seed) for t in args.tasks.split(",") for p in proxy_args
             for s in args.strategies.split(",") for seed in range(args.seeds)]
-    try:
-        for i, (proxy, task, strategy, seed) in enumerate(plan, start=1):
-            r = search(proxy, task, strategy, args.budget, seed, args.jobs, args.data_dir, args.cache_dir,
-                       scores_dir=args.scores_dir)
-            results.append(r)
-            print(f"[{i}/{len(plan)}] {r.line()}", flush=True)
-            write_text(Path(f"{prefix}.md"), render(results, command, complete=i == len(plan)))
-            write_text(Path(f"{prefix}.csv"), _csv(summarise(results), SUMMARY))
-            write_text(Path(f"{prefix}_runs.csv"), _csv([r.to_dict() for r in results], RUNS))
-    except EznasError as e:
-        print(f"search.py: error: {e}", file=sys.stderr)
-        return 2
+    for i, (proxy, task, strategy, seed) in enumerate(plan, start=1):
+        r = search(proxy, task, strategy, args.budget, seed, args.jobs, args.data_dir, args.cache_dir,
+                   scores_dir=args.scores_dir)
+        results.append(r)
+        print(f"[{i}/{len(plan)}] {r.line()}", flush=True)
+        write_text(Path(f"{prefix}.md"), render(results, command, complete=i == len(plan)))
+        write_text(Path(f"{prefix}.csv"), _csv(summarise(results), SUMMARY))
+        write_text(Path(f"{prefix}_runs.csv"), _csv([r.to_dict() for r in results], RUNS))
     print(f"wrote {prefix}.md, {prefix}.csv and {prefix}_runs.csv")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("search.py", main))

@@ -1,6 +1,6 @@
 """The ``eznas`` command: thin subcommands, each calling one library function.
 
-One top-level handler turns `EznasError` into a single ``eznas: error: ...`` line on stderr
+One top-level handler (`errors.guarded`) turns `EznasError` into a single ``eznas: error: ...`` line on stderr
 and exit status 2; nothing else is printed for such errors (no traceback).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from eznas import data as data_cmd
 from eznas import evaluate as evaluate_cmd
 from eznas import search as search_cmd
-from eznas.errors import EznasError
+from eznas.errors import EznasError, guarded
 from eznas.parallel import check_backend
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run,
@@ -233,14 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eznas`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except EznasError as e:
-        print(f"eznas: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("eznas: interrupted", file=sys.stderr)
-        return 130
+    return guarded("eznas", lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

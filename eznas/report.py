@@ -90,15 +90,15 @@ def heldout_records(task: str, cfg: config_mod.Config, pools: dict[str, list[int
 
 def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_dir: str | None = None) -> dict[str, dict[str, float]]:
     """Kendall tau of each program on every held-out task (cached in ``heldout.json``)."""
-    ckpt = read_checkpoint(out)
-    cfg = config_mod.from_dict(ckpt["config"], source=str(out / "checkpoint.json"))
+    run = read_run(out)
+    cfg = run.config
     path = out / HELDOUT_FILE
     known: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
     todo = [e for e in exprs if e not in known or set(known[e]) != set(cfg.tasks.heldout)]
     if todo and cfg.tasks.heldout:
         cache = StatsCache(cache_dir) if cache_dir else StatsCache()
         for task in cfg.tasks.heldout:
-            records = heldout_records(task, cfg, ckpt["pools"], data_dir)
+            records = heldout_records(task, cfg, run.pools, data_dir)
             batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address, data_dir,
                               retries=cfg.run.retries, timeout=cfg.run.job_timeout)
             evaluator = Evaluator(batch)

@@ -8,13 +8,14 @@ import os
 import pytest
 
 from conftest import needs_data, run_cli
+from eznas.errors import EznasError, guarded
 
 
-def _assert_clean_error(result, *needles: str) -> None:
+def _assert_clean_error(result, *needles: str, prog: str = "eznas") -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("eznas: error:"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error:"), result.stderr
     for n in needles:
         assert n in lines[0]
 
@@ -145,3 +146,30 @@ def test_missing_ray_package(tmp_path, command):
         ("evolve", str(config), "--out", str(tmp_path / "run"))
     _assert_clean_error(run_cli(*args, "--backend", "ray"), "pip install 'eznas[ray]'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.parametrize("script, args, needle", [
+    ("heldout.py", ["--run", "/nonexistent/run", "--tasks", "nb201:cifar10", "--n", "5"], "/nonexistent/run"),
+    ("baselines.py", ["--tasks", "nb201:cifar11", "--n", "5"], "unknown task"),
+    ("baselines.py", ["--tasks", "nb201:cifar10", "--n", "5", "--exclude-run", "/nope.json"], "/nope.json"),
+    ("search.py", ["--proxies", "no_such_proxy", "--budget", "5", "--seeds", "1", "--tasks", "nb201:cifar10"],
+     "no_such_proxy"),
+])
+def test_experiment_scripts_bad_input(tmp_path, script, args, needle):
+    result = run_cli(*args, "--out", str(tmp_path / "table"), entry=(f"experiments/{script}",))
+    _assert_clean_error(result, needle, prog=script)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_guarded_statuses(capsys):
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    def bad() -> int:
+        raise EznasError("what is wrong, and how to fix it")
+
+    assert guarded("prog", lambda: 0) == 0
+    assert guarded("prog", bad) == 2
+    assert capsys.readouterr().err == "prog: error: what is wrong, and how to fix it\n"
+    assert guarded("prog", interrupted) == 130
+    assert capsys.readouterr().err == "prog: interrupted\n"
