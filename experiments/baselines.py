@@ -39,6 +39,7 @@ from scipy import stats as sps
 from eznas import benchmarks, proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, write_text
 from eznas.errors import guarded
+from eznas.options import add_cache_dirs, add_data_dir
 from eznas.tasks import parse_task
 
 NB201_TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120")
@@ -210,10 +211,8 @@ def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: 
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
     parser.add_argument("--tasks", default=",".join(tasks), help="comma-separated task ids")
     parser.add_argument("--out", default=out, help=f"output prefix (default {out})")
-    parser.add_argument("--data-dir", default=None, help="benchmark data directory")
-    parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
-    parser.add_argument("--scores-dir", default=None,
-                        help="per-network score cache (default CACHE_ROOT/scores; results/scores holds the committed tables' scores)")
+    add_data_dir(parser)
+    add_cache_dirs(parser)
 
 
 def evaluate_tasks(args: argparse.Namespace, wanted: Sequence[str], exclude_run: str | None = None,

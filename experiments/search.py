@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from eznas.errors import guarded
+from eznas.options import add_cache_dirs, add_data_dir
 from eznas.evaluate import write_text
 from eznas.search import STRATEGIES, SearchResult, search
 
@@ -122,9 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(NB201_TASKS), help="comma-separated task ids (default: NB201)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
     parser.add_argument("--out", required=True, help="output prefix: writes OUT.md, OUT.csv and OUT_runs.csv")
-    parser.add_argument("--data-dir", default=None, help="benchmark data directory")
-    parser.add_argument("--cache-dir", default=None, help="cache root (default $EZNAS_CACHE_DIR or ./.eznas_cache)")
-    parser.add_argument("--scores-dir", default=None, help="per-network score cache (default CACHE_ROOT/scores)")
+    add_data_dir(parser)
+    add_cache_dirs(parser)
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "experiments/search.py", *argv_used])

@@ -15,6 +15,7 @@ from eznas import data as data_cmd
 from eznas import evaluate as evaluate_cmd
 from eznas import search as search_cmd
 from eznas.errors import EznasError, guarded
+from eznas.options import add_cache_dirs, add_data_dir
 from eznas.parallel import check_backend
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run,
@@ -29,15 +30,6 @@ def command(name: str) -> Callable:
         return func
 
     return register
-
-
-def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None,
-                   help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
-
-
-def _add_cache_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", default=None, help="statistics cache (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
 
 
 def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
@@ -58,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--arch", help="NB201 architecture string")
     g.add_argument("--index", type=int, help="architecture index in the benchmark file")
-    _add_data_dir(p)
+    add_data_dir(p)
 
     p = sub.add_parser("stats", help="fill the statistics cache for a task (resumable, with progress)")
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
@@ -72,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
                                     "(default: built-in defaults)")
     _add_parallel(p)
-    _add_data_dir(p)
-    _add_cache_dir(p)
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
     p = sub.add_parser("evolve", help="launch or resume an evolution run")
     p.add_argument("config", help="run config (TOML), e.g. experiments/default.toml")
@@ -84,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
     _add_parallel(p, defaults_from_config=True)
-    _add_data_dir(p)
-    _add_cache_dir(p)
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
     p = sub.add_parser("inspect", help="show the best programs and the Pareto front of a run",
                        description="Hall of fame and Pareto front of a run. Policies mark one row with >>>>: "
@@ -95,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to show (default 10)")
     p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
-    _add_data_dir(p)
-    _add_cache_dir(p)
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
     data_cmd.add_parser(sub)
     evaluate_cmd.add_parser(sub)

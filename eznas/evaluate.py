@@ -62,6 +62,7 @@ from eznas.cache import StatsCache
 from eznas.errors import EznasError
 from eznas.export import record_expression
 from eznas.fitness import Evaluator
+from eznas.options import add_cache_dirs, add_data_dir
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool, network_key, probe_settings
 from eznas.probe import PROBE_VERSION, probe
@@ -624,10 +625,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
                                                    "compare_<task>)")
-    p.add_argument("--data-dir", default=None,
-                   help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
-    p.add_argument("--cache-dir", default=None, help="cache root (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
-    p.add_argument("--scores-dir", default=None, help="per-network score cache (default: CACHE_ROOT/scores)")
+    add_data_dir(p)
+    add_cache_dirs(p)
     return p
 
 

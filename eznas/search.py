@@ -45,6 +45,7 @@ from tqdm import tqdm
 from eznas import benchmarks, proxies
 from eznas.errors import EznasError
 from eznas.evaluate import BATCH_SIZE, NET_SEED, ProxySpec, protocol_spec, score_records, write_text
+from eznas.options import add_cache_dirs, add_data_dir
 from eznas.spaces.nb201 import OPS, parse_arch
 from eznas.tasks import parse_task
 
@@ -283,10 +284,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
     p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
-    p.add_argument("--data-dir", default=None,
-                   help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
-    p.add_argument("--cache-dir", default=None, help="cache root (default: $EZNAS_CACHE_DIR or ./.eznas_cache)")
-    p.add_argument("--scores-dir", default=None, help="per-network score cache (default: CACHE_ROOT/scores)")
+    add_data_dir(p)
+    add_cache_dirs(p)
     return p
 
 
