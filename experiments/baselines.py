@@ -162,7 +162,11 @@ def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_d
         "",
         f"This table holds {_sizes(results)}.",
     ]
-    if not full:
+    if full:
+        parts[-1] += (" NDS: the seven 50-epoch architecture sweeps of the protocol; `DARTS_fix-w-d_in` (5 epochs) and "
+                      "the three `_lr-wd_in` sweeps (learning rate and weight decay drawn per network) ask other "
+                      "questions and are left out (`--tasks` runs them).")
+    else:
         parts[-1] += (f" The full protocol of issue 6 (at least 1,000 NB201 networks per dataset, every network of every "
                       f"NDS space) is `{FULL_COMMAND}`; the score cache makes it resume and reuse every network "
                       "scored here.")
@@ -198,8 +202,9 @@ alethiometer switches to eval mode); ZiCo takes separate gradients of the two ba
 EZNAS-A is implemented from its published description (the gradient at each conv input) and
 skips conv inputs that are not square; AZ-NAS keeps each network's own initialisation and the
 real batch (its authors redraw Kaiming weights and default to Gaussian inputs). A bracketed count
-of failures on NB201 is the disconnected architecture whose output ignores the input (its
-accuracy is 10%); it gets no score from the proxies that take a logarithm or a correlation.
+of failures on NB201 counts architectures whose cell joins no path from its input to its output,
+so that the output ignores the input (accuracy at chance); they get no score from the proxies
+that take a logarithm or a correlation.
 """
 
 
