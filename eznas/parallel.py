@@ -66,10 +66,6 @@ LOKY_IDLE_SECONDS = 300  # loky workers idle this long exit; kept alive between 
 CONNECT_SECONDS = 30  # waiting for a dask scheduler to answer and to have a worker
 
 log = logging.getLogger(__name__)
-# loky's leak guard replaces a worker whose memory grew by a few hundred MB (torch's allocator keeps
-# what large networks used) and warns of it; the jobs go on in the new worker, so the warning is noise
-warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
-                        category=UserWarning)
 _SLOT: contextvars.ContextVar[int] = contextvars.ContextVar("eznas_worker_slot", default=0)
 _CLIENTS: dict[tuple[str, int], Any] = {}  # (address, local workers) -> dask Client, kept for the process
 
@@ -264,6 +260,10 @@ class _LokyPool(_Pool):
 
     def __init__(self, n_jobs: int) -> None:
         self.slots = self.share = n_jobs
+        # loky's leak guard replaces a worker whose memory grew by a few hundred MB (torch's allocator
+        # keeps what large networks used) and warns of it; the jobs go on in the new worker
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
+                                category=UserWarning)
         self._executor = self._get()
 
     def _get(self) -> Any:
