@@ -106,7 +106,8 @@ def render(results: Sequence[SearchResult], command: str, complete: bool) -> str
                      f"{row['mean_accuracy']:.2f} ± {std} | {row['mean_percentile']:.1f} | "
                      f"{row['best_accuracy']:.2f} | {row['mean_seconds']:.0f} |")
     tasks = [t for t in NB201_TASKS if t in {r.task for r in results}]
-    lines += ["", *published_section(tasks), "## Every search", "", "| task | proxy | strategy | seed | index | test accuracy (%) | percentile |",
+    lines += ["", *published_section(tasks), "## Every search", "",
+              "| task | proxy | strategy | seed | index | test accuracy (%) | percentile |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.task} | `{r.proxy}` | {r.strategy} | {r.seed} | {r.index} | {r.accuracy:.2f} | "
               f"{r.percentile:.1f} |" for r in results]
