@@ -30,7 +30,7 @@ from baselines import add_sample_args, evaluate_tasks, metric_sections, protocol
 from eznas import proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, write_text
 from eznas.errors import guarded
-from eznas.report import plot_fitness, read_run
+from eznas.report import is_record, plot_fitness, read_run
 from eznas.tasks import parse_task
 
 TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
@@ -59,7 +59,7 @@ def scatter(e: Evaluation, path: Path) -> None:
 
 def render(results: dict[str, list[Evaluation]], command: str, run: str, seed: int, data_dir: str | None) -> str:
     """The Markdown report: protocol, then one table per metric."""
-    source = f"the evolution run recorded in `{run}`" if run.endswith(".json") else f"the evolution run `{run}`"
+    source = f"the evolution run recorded in `{run}`" if is_record(run) else f"the evolution run `{run}`"
     parts = [
         f"# Held-out evaluation: networks never seen by {source}",
         "",

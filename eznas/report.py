@@ -67,12 +67,18 @@ class RunInfo:
     history: list[dict[str, Any]]  # per generation: gen, best, median, hof_fitness, ...
 
 
+def is_record(source: str | os.PathLike) -> bool:
+    """Whether ``source`` names an exported ``.json`` run record rather than a run directory."""
+    path = Path(source)
+    return path.suffix == ".json" and not path.is_dir()
+
+
 def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
     """An evolution run from its directory, or from the ``.json`` record that ``eznas export``
     wrote of one of its programs (then the pools are drawn again from the record's config, as the
     run drew them: `evolve.pool_records`), so held-out evaluations need no run directory."""
     path = Path(source)
-    if path.suffix == ".json" and not path.is_dir():
+    if is_record(path):
         record = read_record(path, "run record")
         cfg = config_mod.from_dict(record["config"], source=str(path))
         pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}

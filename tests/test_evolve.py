@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
 from eznas import evolve
-from eznas.report import read_run
+from eznas.report import is_record, read_run
 
 pytestmark = needs_data
 
@@ -143,7 +144,7 @@ def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):
     assert record["evolution_seconds"] == ckpt["elapsed"] and record["machine"]["cpus"] >= 1
     r = run_cli("export", str(finished_run), "--rank", "99", "-o", str(workspace["root"] / "nope.py"))
     assert r.returncode == 2 and "rank" in r.stderr
-    assert not (workspace["root"] / "nope.py").exists()
+    assert not (workspace["root"] / "nope.py").exists() and not (workspace["root"] / "nope.json").exists()
 
 
 def test_an_exported_record_stands_for_its_run(workspace, finished_run, tmp_path):
@@ -154,7 +155,13 @@ def test_an_exported_record_stands_for_its_run(workspace, finished_run, tmp_path
     assert by_record.pools == by_dir.pools and sum(map(len, by_dir.pools.values())) > 0
     assert by_record.config.probe == by_dir.config.probe
     assert [h["best"] for h in by_record.history] == [h["best"] for h in by_dir.history]
-    assert not (workspace["root"] / "nope.json").exists()
+
+
+def test_a_run_directory_named_like_a_record_is_read_as_a_run(finished_run, tmp_path):
+    odd = tmp_path / "run.json"
+    shutil.copytree(finished_run, odd)
+    assert is_record(tmp_path / "best.json") and not is_record(odd) and not is_record(finished_run)
+    assert read_run(odd).pools == read_run(finished_run).pools
 
 
 def test_corrupt_checkpoint_is_a_clear_error(workspace, finished_run, tmp_path):
