@@ -539,8 +539,9 @@ def protocol_spec(text: str, seed: int = 0) -> ProxySpec:
 def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
                   jobs: int = 1, data_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                  scores_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """[len(records)] scores of one proxy on benchmark records (NaN where it failed), on the protocol.
+                  scores_dir: str | os.PathLike | None = None) -> Evaluation:
+    """One proxy on benchmark records, on the protocol: its `Evaluation` (``scores`` NaN where it failed;
+    ``seconds`` each network's scoring time as cached, whether computed now or found in the cache).
 
     The protocol is `evaluate`'s: net seed 0, the batch of `BATCH_SIZE` images drawn with ``seed``,
     default probe settings for an expression; the per-network scores are read from and written to
@@ -549,7 +550,7 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
     """
     spec = proxy if isinstance(proxy, ProxySpec) else protocol_spec(proxy, seed)
     (result,) = evaluate_records([spec], task, records, seed, jobs, data_dir, cache_dir, progress, scores_dir=scores_dir)
-    return result.scores
+    return result
 
 
 # ----------------------------------------------------------------------------- tables

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from eznas import benchmarks, proxies
 from eznas.errors import EznasError
-from eznas.evaluate import BATCH_SIZE, NET_SEED, ProxySpec, protocol_spec, score_records, write_text
+from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, ProxySpec, protocol_spec, score_records, write_text
 from eznas.options import add_cache_dirs, add_data_dir
 from eznas.spaces.nb201 import OPS, parse_arch
 from eznas.tasks import parse_task
@@ -69,7 +69,10 @@ class SearchResult:
     best_accuracy : the best test accuracy in the task's space.
     percentile : percentage of the space's architectures whose accuracy is at most the selected one's.
     n_scored : distinct architectures scored; cycles : REA cycles run (0 for random search).
-    wall_seconds : wall time of the search.
+    wall_seconds : wall time of the search (small when the scores were cached).
+    score_seconds : what scoring the ``n_scored`` architectures costs from scratch: the sum of their
+        per-network scoring times in the score cache (one worker each; NaN if none is known), the
+        same whether this search computed them or found them cached.
     scored : (index, score) of every distinct architecture in the order scored (NaN: the proxy failed;
         for a set-level baseline, its final rank-aggregated score).
     """
@@ -92,6 +95,7 @@ class SearchResult:
     n_scored: int
     cycles: int
     wall_seconds: float
+    score_seconds: float
     scored: tuple[tuple[int, float], ...] = field(repr=False)
 
     def line(self) -> str:
@@ -100,11 +104,13 @@ class SearchResult:
         return (f"{self.task} {self.strategy} {self.proxy} (budget {self.budget}, seed {self.seed}): "
                 f"#{self.index} {arch} score {self.score:.6g}, test accuracy {self.accuracy:.2f}% "
                 f"(best in space {self.best_accuracy:.2f}%, percentile {self.percentile:.2f}); "
-                f"{self.n_scored} architectures scored in {self.wall_seconds:.1f} s")
+                f"{self.n_scored} architectures scored in {self.wall_seconds:.1f} s "
+                f"({self.score_seconds:.0f} s of proxy time, cached or not)")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict: settings, selection, protocol, counts, wall time, scored (NaN as null)."""
+        """JSON-able dict: settings, selection, protocol, counts, times, scored (NaN as null)."""
         d = asdict(self)
+        d["score_seconds"] = self.score_seconds if math.isfinite(self.score_seconds) else None
         d["scored"] = [[i, s if math.isfinite(s) else None] for i, s in self.scored]
         d["protocol"] = {"net_seed": NET_SEED, "batch_seed": BATCH_SEED, "batch_size": BATCH_SIZE}
         return d
@@ -145,23 +151,29 @@ class _Scorer:
         self.set_level = spec.kind == "baseline" and proxies.get(spec.ref).combine is not None
         self.order: list[int] = []  # indices in the order first scored
         self.scores: dict[int, float] = {}
+        self.seconds: dict[int, float] = {}  # each network's cached scoring time
 
     def __call__(self, indices: Sequence[int]) -> None:
         """Score the indices not seen yet (in the order given, repeats dropped)."""
         new = [i for i in dict.fromkeys(indices) if i not in self.scores]
         for start in range(0, len(new), CHUNK):
             part = new[start:start + CHUNK]
-            values = self._score(part)
+            result = self._score(part)
             self.order += part
-            self.scores.update(zip(part, values))
+            self.scores.update(zip(part, map(float, result.scores)))
+            self.seconds.update(zip(part, map(float, result.seconds)))
             if self.set_level:  # re-rank everything seen (cached, so only the combination is recomputed)
-                self.scores = dict(zip(self.order, self._score(self.order)))
+                self.scores = dict(zip(self.order, map(float, self._score(self.order).scores)))
             self.bar.update(len(part))
 
-    def _score(self, indices: Sequence[int]) -> list[float]:
-        values = score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.jobs,
-                               self.data_dir, self.cache_dir, progress=False, scores_dir=self.scores_dir)
-        return [float(v) for v in values]
+    def _score(self, indices: Sequence[int]) -> Evaluation:
+        return score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.jobs,
+                             self.data_dir, self.cache_dir, progress=False, scores_dir=self.scores_dir)
+
+    def total_seconds(self) -> float:
+        """Sum of the known scoring times of every network seen (NaN if none is known)."""
+        known = [s for s in self.seconds.values() if math.isfinite(s)]
+        return float(sum(known)) if known else math.nan
 
     def fitness(self, index: int) -> tuple[float, int]:
         """Sort key: higher score first, then lower index (failures rank last)."""
@@ -263,6 +275,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
         index=best, arch=chosen["arch"], score=score.scores[best], accuracy=float(chosen["accuracy"]),
         best_accuracy=float(accuracy.max()), percentile=float(100.0 * np.mean(accuracy <= chosen["accuracy"])),
         n_scored=len(score.order), cycles=cycles, wall_seconds=time.perf_counter() - start,
+        score_seconds=score.total_seconds(),
         scored=tuple((i, score.scores[i]) for i in score.order))
 
 

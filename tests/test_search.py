@@ -114,9 +114,11 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
     # the scores went to evaluate's cache (net seed 0, batch seed 0): evaluate --seed 0 reuses them
     cache = ev.ScoreCache(tmp_path / ev.SCORES_DIR, ev.resolve("params"), SMALL_TASK, 0, ev.BATCH_SIZE)
     assert all(cache.get(i)["value"] == s for i, s in result.scored)
+    assert result.score_seconds == pytest.approx(sum(cache.get(i)["seconds"] for i, _ in result.scored))
     calls.clear()
     again = _search(data_dir, tmp_path, strategy="rea", budget=20, seed=4)
     assert again.scored == result.scored and not calls
+    assert again.score_seconds == result.score_seconds > 0  # the cost of the scores, not of this (cached) run
     small = _search(data_dir, tmp_path, strategy="rea", budget=5, seed=4)  # below the population size
     assert small.n_scored == 5 and small.cycles == 0
 
@@ -164,7 +166,8 @@ def test_command_prints_the_selection_and_writes_json(data_dir: Path, shared_cac
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     for key in ("task", "proxy", "proxy_arg", "strategy", "budget", "seed", "jobs", "index", "arch", "score",
-                "accuracy", "best_accuracy", "percentile", "n_scored", "cycles", "wall_seconds", "scored", "protocol"):
+                "accuracy", "best_accuracy", "percentile", "n_scored", "cycles", "wall_seconds", "score_seconds",
+                "scored", "protocol"):
         assert key in doc, key
     assert (doc["task"], doc["proxy"], doc["strategy"], doc["budget"], doc["seed"]) == (SMALL_TASK, "flops", "random",
                                                                                         10, 7)
@@ -172,7 +175,7 @@ def test_command_prints_the_selection_and_writes_json(data_dir: Path, shared_cac
     assert doc["protocol"] == {"net_seed": 0, "batch_seed": 0, "batch_size": 64}
     assert doc["index"] == benchmarks.arch_index(doc["arch"], data_dir)
     assert doc["score"] == max(s for _, s in doc["scored"])
-    assert math.isfinite(doc["wall_seconds"]) and 0 < doc["percentile"] <= 100
+    assert math.isfinite(doc["wall_seconds"]) and doc["score_seconds"] > 0 and 0 < doc["percentile"] <= 100
     line = proc.stdout.splitlines()[0]
     assert line.startswith(f"{SMALL_TASK} random flops (budget 10, seed 7): #{doc['index']} {doc['arch']}")
     assert f"test accuracy {doc['accuracy']:.2f}%" in line and "percentile" in line
