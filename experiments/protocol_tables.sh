@@ -8,7 +8,9 @@
 #      (scored by the engine from their .json records) and every baseline;
 #   2. results/heldout_nds: every network of the four held-out NDS spaces, the same proxies;
 #   3. results/baselines: every baseline, the same NB201 networks and every NDS space (issue 6);
-#   4. results/search_b1000: zero-shot random search, budget 1,000, 5 seeds, three NB201 datasets.
+#   4. results/search_b1000: zero-shot random search, budget 1,000, 5 seeds, three NB201 datasets,
+#      with eznas_best.py, AZ-NAS and params; then results/search_b1000_zico, ZiCo the same way
+#      (the most expensive of the four to score, so last).
 #
 # The held-out networks are those the run behind results/proxies/eznas_best.json never saw (its
 # pools are drawn again from its config). Hours on 2 CPU cores (README: results).
@@ -25,5 +27,6 @@ python experiments/heldout.py --run "$run" "${proxies[@]}" --n 1000 "${common[@]
 python experiments/heldout.py --run "$run" "${proxies[@]}" "${common[@]}" \
   --tasks nds:ENAS_in,nds:PNAS_in,nds:ResNeXt-A_in,nds:ResNeXt-B_in --out results/heldout_nds
 python experiments/baselines.py --n 1000 --seed 0 --exclude-run "$run" "${common[@]}"
-python experiments/search.py --proxies results/proxies/eznas_best.py,az_nas,zico,params --budget 1000 --seeds 5 \
-  --strategies random "${common[@]}" --out results/search_b1000
+search=(--budget 1000 --seeds 5 --strategies random "${common[@]}")
+python experiments/search.py --proxies results/proxies/eznas_best.py,az_nas,params "${search[@]}" --out results/search_b1000
+python experiments/search.py --proxies zico "${search[@]}" --out results/search_b1000_zico
