@@ -97,8 +97,9 @@ def render(results: Sequence[SearchResult], command: str, complete: bool) -> str
              "uniformly, `rea` is regularized evolution (population 64, tournament 16, one-edge mutation). "
              "Accuracy: NB201 test accuracy (200 epochs) of the selected architecture, mean ± sample std over "
              "seeds; percentile: share of the space at most as accurate, mean over seeds; proxy s / search: what "
-             "scoring the budget costs from scratch, the sum of the networks' scoring times in the score cache "
-             "(one worker each, mean over seeds; the same whether a run computed the scores or found them cached).",
+             "scoring the budget costs from scratch on one worker, the budget times the median of the networks' "
+             "scoring times in the score cache (mean over seeds; the same whether a run computed the scores or "
+             "found them cached).",
              "",
              "| task | proxy | strategy | budget | seeds | test accuracy (%) | percentile | best in space "
              "| proxy s / search |",

@@ -70,9 +70,11 @@ class SearchResult:
     percentile : percentage of the space's architectures whose accuracy is at most the selected one's.
     n_scored : distinct architectures scored; cycles : REA cycles run (0 for random search).
     wall_seconds : wall time of the search (small when the scores were cached).
-    score_seconds : what scoring the ``n_scored`` architectures costs from scratch: the sum of their
-        per-network scoring times in the score cache (one worker each; NaN if none is known), the
-        same whether this search computed them or found them cached.
+    score_seconds : what scoring the ``n_scored`` architectures costs from scratch on one worker:
+        ``n_scored`` times the median of their per-network scoring times in the score cache (NaN if
+        none is known), the same whether this search computed them or found them cached; the
+        median, not the sum, so that a few inflated timings (a worker paused or starved
+        mid-network) do not dominate it.
     scored : (index, score) of every distinct architecture in the order scored (NaN: the proxy failed;
         for a set-level baseline, its final rank-aggregated score).
     """
@@ -170,10 +172,10 @@ class _Scorer:
         return score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.jobs,
                              self.data_dir, self.cache_dir, progress=False, scores_dir=self.scores_dir)
 
-    def total_seconds(self) -> float:
-        """Sum of the known scoring times of every network seen (NaN if none is known)."""
+    def cost_seconds(self) -> float:
+        """Networks seen times the median of their known scoring times (NaN if none is known)."""
         known = [s for s in self.seconds.values() if math.isfinite(s)]
-        return float(sum(known)) if known else math.nan
+        return float(len(self.seconds) * np.median(known)) if known else math.nan
 
     def fitness(self, index: int) -> tuple[float, int]:
         """Sort key: higher score first, then lower index (failures rank last)."""
@@ -275,7 +277,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
         index=best, arch=chosen["arch"], score=score.scores[best], accuracy=float(chosen["accuracy"]),
         best_accuracy=float(accuracy.max()), percentile=float(100.0 * np.mean(accuracy <= chosen["accuracy"])),
         n_scored=len(score.order), cycles=cycles, wall_seconds=time.perf_counter() - start,
-        score_seconds=score.total_seconds(),
+        score_seconds=score.cost_seconds(),
         scored=tuple((i, score.scores[i]) for i in score.order))
 
 
