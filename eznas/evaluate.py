@@ -353,6 +353,13 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
 
 # ----------------------------------------------------------------------------- results
 
+def median_known(seconds: Sequence[float] | np.ndarray) -> float:
+    """Median of the finite values (per-network timings; NaN marks one unknown), NaN if none is finite."""
+    values = np.asarray(seconds, dtype=float)
+    known = values[np.isfinite(values)]
+    return float(np.median(known)) if len(known) else math.nan
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """One proxy on one task sample.
@@ -410,8 +417,7 @@ class Evaluation:
     @property
     def median_seconds(self) -> float:
         """Median seconds per network over the networks with a timing (NaN if none)."""
-        known = self.seconds[np.isfinite(self.seconds)]
-        return float(np.median(known)) if len(known) else math.nan
+        return median_known(self.seconds)
 
     def _finite(self) -> tuple[np.ndarray, np.ndarray]:
         mask = np.isfinite(self.scores)

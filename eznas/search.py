@@ -44,7 +44,8 @@ from tqdm import tqdm
 
 from eznas import benchmarks, proxies
 from eznas.errors import EznasError
-from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, ProxySpec, protocol_spec, score_records, write_text
+from eznas.evaluate import (BATCH_SIZE, NET_SEED, Evaluation, ProxySpec, median_known, protocol_spec, score_records,
+                            write_text)
 from eznas.options import add_cache_dirs, add_data_dir
 from eznas.spaces.nb201 import OPS, parse_arch
 from eznas.tasks import parse_task
@@ -103,11 +104,12 @@ class SearchResult:
     def line(self) -> str:
         """The one-line summary the command prints."""
         arch = self.arch if isinstance(self.arch, str) else "(NDS net)"
+        cost = f"{self.score_seconds:.0f} s" if math.isfinite(self.score_seconds) else "unknown"
         return (f"{self.task} {self.strategy} {self.proxy} (budget {self.budget}, seed {self.seed}): "
                 f"#{self.index} {arch} score {self.score:.6g}, test accuracy {self.accuracy:.2f}% "
                 f"(best in space {self.best_accuracy:.2f}%, percentile {self.percentile:.2f}); "
                 f"{self.n_scored} architectures scored in {self.wall_seconds:.1f} s "
-                f"({self.score_seconds:.0f} s of proxy time, cached or not)")
+                f"(proxy time {cost}, cached or not)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: settings, selection, protocol, counts, times, scored (NaN as null)."""
@@ -174,8 +176,7 @@ class _Scorer:
 
     def cost_seconds(self) -> float:
         """Networks seen times the median of their known scoring times (NaN if none is known)."""
-        known = [s for s in self.seconds.values() if math.isfinite(s)]
-        return float(len(self.seconds) * np.median(known)) if known else math.nan
+        return len(self.seconds) * median_known(list(self.seconds.values()))
 
     def fitness(self, index: int) -> tuple[float, int]:
         """Sort key: higher score first, then lower index (failures rank last)."""

@@ -65,6 +65,12 @@ def _write(path: Path, text: str) -> str:
 
 # ----------------------------------------------------------------------------- sanity
 
+def test_median_seconds_leaves_out_unknown_timings() -> None:
+    assert ev.median_known([3.0, math.nan, 1.0, 2.0]) == 2.0
+    assert ev.median_known(np.array([4.0, math.inf, 1.0])) == 2.5
+    assert math.isnan(ev.median_known([math.nan, math.nan])) and math.isnan(ev.median_known([]))
+
+
 def test_sanity_on_200_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) -> None:
     """Params/FLOPs Kendall tau within 0.1 of the published 0.59-0.62; NASWOT and synflow rank
     positively. Params, FLOPs and synflow do not depend on the batch; NASWOT sees 16 of the

@@ -5,6 +5,7 @@ not change results, bad input is one line with exit status 2, and the JSON outpu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -120,6 +121,9 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
     again = _search(data_dir, tmp_path, strategy="rea", budget=20, seed=4)
     assert again.scored == result.scored and not calls
     assert again.score_seconds == result.score_seconds > 0  # the cost of the scores, not of this (cached) run
+    assert f"proxy time {result.score_seconds:.0f} s" in result.line()
+    untimed = dataclasses.replace(result, score_seconds=math.nan)  # no network had a timing
+    assert "proxy time unknown" in untimed.line() and untimed.to_dict()["score_seconds"] is None
     small = _search(data_dir, tmp_path, strategy="rea", budget=5, seed=4)  # below the population size
     assert small.n_scored == 5 and small.cycles == 0
 
