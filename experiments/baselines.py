@@ -37,7 +37,7 @@ import numpy as np
 from scipy import stats as sps
 
 from eznas import benchmarks, proxies
-from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, write_text
+from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, format_number, write_text
 from eznas.errors import guarded
 from eznas.options import add_cache_dirs, add_data_dir
 from eznas.tasks import parse_task
@@ -77,10 +77,6 @@ def bootstrap_interval(e: Evaluation, metric: str, seed: int = 0) -> tuple[float
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
 
 
-def _cell(value: float, digits: int) -> str:
-    return "–" if math.isnan(value) else f"{value:.{digits}f}"
-
-
 def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int) -> str:
     """Proxies as rows, tasks as columns; a cell with failures shows their count in brackets."""
     tasks = list(results)
@@ -90,7 +86,7 @@ def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int)
         cells = []
         for t in tasks:
             e = results[t][i]
-            text = _cell(e.row()[metric], digits)
+            text = format_number(e.row()[metric], digits)
             cells.append(text + (f" ({e.failed})" if e.failed and metric != "seconds_per_net" else ""))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)

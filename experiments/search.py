@@ -30,7 +30,7 @@ import numpy as np
 
 from eznas.errors import guarded
 from eznas.options import add_cache_dirs, add_data_dir
-from eznas.evaluate import write_text
+from eznas.evaluate import format_number, write_text
 from eznas.search import STRATEGIES, SearchResult, search
 
 NB201_TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120")
@@ -105,10 +105,9 @@ def render(results: Sequence[SearchResult], command: str, complete: bool) -> str
              "| proxy s / search |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in summarise(results):
-        std = "–" if math.isnan(row["std_accuracy"]) else f"{row['std_accuracy']:.2f}"
         lines.append(f"| {row['task']} | `{row['proxy']}` | {row['strategy']} | {row['budget']} | {row['seeds']} | "
-                     f"{row['mean_accuracy']:.2f} ± {std} | {row['mean_percentile']:.1f} | "
-                     f"{row['best_accuracy']:.2f} | {row['mean_score_seconds']:.0f} |")
+                     f"{row['mean_accuracy']:.2f} ± {format_number(row['std_accuracy'], 2)} | {row['mean_percentile']:.1f} | "
+                     f"{row['best_accuracy']:.2f} | {format_number(row['mean_score_seconds'], 0)} |")
     tasks = [t for t in NB201_TASKS if t in {r.task for r in results}]
     lines += ["", *published_section(tasks), "## Every search", "",
               "| task | proxy | strategy | seed | index | test accuracy (%) | percentile |",

@@ -561,7 +561,8 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
 
 # ----------------------------------------------------------------------------- tables
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def format_number(value: Any, digits: int = 4) -> str:
+    """A table cell: a float with ``digits`` decimals, "–" for NaN; anything else as ``str``."""
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
@@ -573,8 +574,8 @@ def markdown_table(evaluations: Sequence[Evaluation]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in evaluations:
         row = e.row()
-        cells = [row["task"], f"`{row['proxy']}`", row["networks"], row["failed"], _fmt(row["kendall_tau"]),
-                 _fmt(row["spearman_rho"]), _fmt(row["top10_precision"], 3), _fmt(row["seconds_per_net"], 3)]
+        cells = [row["task"], f"`{row['proxy']}`", row["networks"], row["failed"], format_number(row["kendall_tau"]),
+                 format_number(row["spearman_rho"]), format_number(row["top10_precision"], 3), format_number(row["seconds_per_net"], 3)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -604,8 +605,8 @@ def summary(e: Evaluation) -> str:
     """A few human lines about one evaluation."""
     lines = [f"{e.task}, {e.proxy}: {len(e.scores)} networks (seed {e.seed}, batch of {e.batch_size}), "
              f"{e.failed} failed",
-             f"  Kendall tau-b {_fmt(e.kendall_tau)}   Spearman rho {_fmt(e.spearman_rho)}   "
-             f"top-10% precision {_fmt(e.top_precision, 3)}   median {_fmt(e.median_seconds, 3)} s/network"]
+             f"  Kendall tau-b {format_number(e.kendall_tau)}   Spearman rho {format_number(e.spearman_rho)}   "
+             f"top-10% precision {format_number(e.top_precision, 3)}   median {format_number(e.median_seconds, 3)} s/network"]
     lines += [f"  failure: {msg}" for msg in e.errors]
     return "\n".join(lines)
 
