@@ -195,7 +195,6 @@ def _export(args: argparse.Namespace) -> int:
     from eznas import config
     from eznas.evolve import read_checkpoint
     from eznas.export import export_source, run_record
-    from eznas.pool import probe_settings
 
     out = Path(args.run)
     ckpt = read_checkpoint(out)
@@ -206,7 +205,7 @@ def _export(args: argparse.Namespace) -> int:
     cfg = config.from_dict(ckpt["config"], source=str(out / "checkpoint.json"))
     info = {"run": str(out), "rank": args.rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
             "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": cfg.probe.__dict__}
-    text = export_source(row["expr"], probe_settings(cfg.probe), info)
+    text = export_source(row["expr"], cfg.probe, info)
     target = Path(args.output)
     record = target.with_suffix(".json")
     try:

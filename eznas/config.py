@@ -6,7 +6,7 @@ Sections and keys (defaults in brackets)::
     [run]        seed [0], n_jobs [1], backend ["loky"], address [""], retries [2], timeout [0]
     [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
                  aggregate ["mean"]
-    [probe]      batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
+    [probe]      (eznas.probe.ProbeSettings) batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
     [evolution]  population [300], generations [60], tournament_size [5], parsimony [0.0], crossover_prob [0.7],
@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from eznas.errors import EznasError
+from eznas.parallel import BACKENDS
+from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
 
-BACKENDS = ("loky", "threading", "sequential", "dask", "ray")
 AGGREGATES = ("mean", "min", "space_mean")
-INPUT_KINDS = ("real", "noise")
-LOSSES = ("ce", "logit_sum")
 
 
 @dataclass(frozen=True)
@@ -67,22 +66,6 @@ class TasksConfig:
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    """How network statistics are produced (changes here change the cache key)."""
-
-    batch_size: int = 64  # images per probe minibatch (N)
-    input_kind: str = "real"  # real images or Gaussian noise
-    net_seed: int = 0  # initialisation seed of every network
-    batch_seed: int = 0  # which images form the minibatch
-    features: int = 64  # F: columns kept of each layer's activations A and gradients G
-    weight_rows: int = 32  # R: rows kept of W, dW, H
-    weight_cols: int = 32  # C: columns kept of W, dW, H
-    max_layers: int = 16  # at most this many Conv/Linear nodes per network, evenly spread over depth
-    hessian_probes: int = 1  # Rademacher probes of the Hutchinson Hessian-diagonal estimate
-    loss: str = "ce"  # ce (cross-entropy on labels) or logit_sum (as EZNAS)
-
-
-@dataclass(frozen=True)
 class EvolutionConfig:
     """The genetic programming loop."""
 
@@ -108,7 +91,7 @@ class Config:
 
     run: RunConfig = field(default_factory=RunConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)  # the [probe] table: eznas.probe.ProbeSettings
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +100,7 @@ class Config:
                 for f in fields(self)}
 
 
-_SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeConfig, "evolution": EvolutionConfig}
+_SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeSettings, "evolution": EvolutionConfig}
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -156,7 +139,10 @@ def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
             raise EznasError(f"{where}: unknown key {key!r}; allowed: {', '.join(known)}")
         default = known[key].default
         kwargs[key] = _coerce(value, default, f"{where} {key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a section's own range check (ProbeSettings)
+        raise EznasError(f"{where}: {e}; fix the value") from None
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -193,11 +179,6 @@ def _validate(c: Config, source: str) -> None:
     for key in ("pool_size", "sample_size", "heldout_size"):
         check(getattr(c.tasks, key) >= 2, f"tasks.{key}", getattr(c.tasks, key), "use 2 or more networks")
     check(c.tasks.sample_size <= c.tasks.pool_size, "tasks.sample_size", c.tasks.sample_size, "must not exceed tasks.pool_size")
-    check(c.probe.input_kind in INPUT_KINDS, "probe.input_kind", c.probe.input_kind, f"allowed: {', '.join(INPUT_KINDS)}")
-    check(c.probe.loss in LOSSES, "probe.loss", c.probe.loss, f"allowed: {', '.join(LOSSES)}")
-    check(2 <= c.probe.batch_size <= 5000, "probe.batch_size", c.probe.batch_size, "use 2..5000")
-    for key in ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes"):
-        check(getattr(c.probe, key) >= 1, f"probe.{key}", getattr(c.probe, key), "use 1 or more")
     e = c.evolution
     check(e.population >= 4, "evolution.population", e.population, "use 4 or more")
     check(e.generations >= 0, "evolution.generations", e.generations, "use 0 or more")

@@ -56,7 +56,6 @@ from scipy import stats as sps
 from tqdm import tqdm
 
 from eznas import benchmarks, inputs, proxies
-from eznas import config as config_mod
 from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
@@ -64,8 +63,8 @@ from eznas.export import record_expression
 from eznas.fitness import Evaluator
 from eznas.options import add_cache_dirs, add_data_dir
 from eznas.parallel import Failed, run_tasks
-from eznas.pool import load_pool, network_key, probe_settings
-from eznas.probe import PROBE_VERSION, probe
+from eznas.pool import load_pool, network_key
+from eznas.probe import PROBE_VERSION, ProbeSettings, probe
 from eznas.report import RunInfo, read_run, used_indices
 from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
@@ -102,10 +101,10 @@ class ProxySpec:
     identity: dict[str, Any]
 
 
-def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> ProxySpec:
+def resolve(text: str, probe_cfg: ProbeSettings | None = None) -> ProxySpec:
     """Resolve a PROXY argument; `EznasError` with one line if it is none of the four kinds.
 
-    ``probe_cfg`` (default: `ProbeConfig` defaults) enters the identity of an expression.
+    ``probe_cfg`` (default: `ProbeSettings` defaults) enters the identity of an expression.
     """
     text = text.strip()
     if text in proxies.names():
@@ -131,8 +130,8 @@ def resolve(text: str, probe_cfg: config_mod.ProbeConfig | None = None) -> Proxy
     return _expression_spec(text, tree, programs.infix(tree), probe_cfg)
 
 
-def _expression_spec(text: str, tree: Any, label: str, probe_cfg: config_mod.ProbeConfig | None) -> ProxySpec:
-    cfg = probe_cfg or config_mod.ProbeConfig()
+def _expression_spec(text: str, tree: Any, label: str, probe_cfg: ProbeSettings | None) -> ProxySpec:
+    cfg = probe_cfg or ProbeSettings()
     return ProxySpec(text, "expression", label, str(tree),
                      {"expression": str(tree), "probe": cfg.__dict__, "probe_version": PROBE_VERSION})
 
@@ -255,12 +254,12 @@ def score_network(task: str, arch: Any, seed: int, batch_size: int, specs: Seque
     return results
 
 
-def probe_network(task: str, arch: Any, cfg: config_mod.ProbeConfig, cache_root: str, data_dir: str | None) -> float:
+def probe_network(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
     """Worker: probe one network into the statistics cache; returns the probe's seconds."""
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     net = build_network(task, arch, seed=cfg.net_seed)
     start = time.perf_counter()
-    stats = probe(net, x, y, probe_settings(cfg))
+    stats = probe(net, x, y, cfg)
     seconds = time.perf_counter() - start
     StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": task, "arch": arch})
     return seconds
@@ -276,7 +275,7 @@ class _Run:
     jobs: int
     data_dir: str | None
     cache_root: Path
-    probe_cfg: config_mod.ProbeConfig
+    probe_cfg: ProbeSettings
     progress: bool
 
 
@@ -451,9 +450,9 @@ def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any
                       np.array([r["accuracy"] for r in records], dtype=float), scores, seconds, errors)
 
 
-def _probe_config(seed: int, batch_size: int, run: RunInfo | None) -> config_mod.ProbeConfig:
+def _probe_config(seed: int, batch_size: int, run: RunInfo | None) -> ProbeSettings:
     """Probe settings of expressions: the run's (if any) or the defaults, on the shared batch and net seed."""
-    cfg = run.config.probe if run is not None else config_mod.ProbeConfig()
+    cfg = run.config.probe if run is not None else ProbeSettings()
     return replace(cfg, batch_size=batch_size, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
 
 
@@ -513,7 +512,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
 def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
                      jobs: int = 1, data_dir: str | os.PathLike | None = None,
                      cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                     batch_size: int = BATCH_SIZE, probe_cfg: config_mod.ProbeConfig | None = None,
+                     batch_size: int = BATCH_SIZE, probe_cfg: ProbeSettings | None = None,
                      scores_dir: str | os.PathLike | None = None) -> list[Evaluation]:
     """Score resolved proxies on given benchmark records through the score cache (the core of `evaluate`).
 

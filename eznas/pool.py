@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from eznas import inputs
 from eznas.cache import StatsCache, stats_key
-from eznas.config import ProbeConfig
 from eznas.errors import EznasError
 from eznas.parallel import Failed, run_tasks
 from eznas.probe import PROBE_VERSION, NetworkStats, ProbeSettings, probe
@@ -30,27 +29,21 @@ from eznas.tasks import parse_task
 log = logging.getLogger(__name__)
 
 
-def probe_settings(cfg: ProbeConfig) -> ProbeSettings:
-    """The probe's own settings from a run's probe config."""
-    return ProbeSettings(features=cfg.features, weight_rows=cfg.weight_rows, weight_cols=cfg.weight_cols,
-                         max_layers=cfg.max_layers, hessian_probes=cfg.hessian_probes, loss=cfg.loss)
-
-
-def network_key(task: str, arch: Any, cfg: ProbeConfig) -> str:
-    """Cache key of one network's statistics."""
+def network_key(task: str, arch: Any, cfg: ProbeSettings) -> str:
+    """Cache key of one network's statistics: the one place that says what changes them."""
     return stats_key(task=task, arch=arch, net_seed=cfg.net_seed,
                      batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
-                     probe=probe_settings(cfg).__dict__, version=PROBE_VERSION)
+                     probe=cfg.cache_fields(), version=PROBE_VERSION)
 
 
-def compute_stats(task: str, arch: Any, cfg: ProbeConfig, data_dir: str | os.PathLike | None = None) -> NetworkStats:
+def compute_stats(task: str, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
     """Build the network, draw its minibatch and probe it (no cache)."""
     net = build_network(task, arch, seed=cfg.net_seed)
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
-    return probe(net, x, y, probe_settings(cfg))
+    return probe(net, x, y, cfg)
 
 
-def _fill_one(task: str, arch: Any, cfg: ProbeConfig, cache_root: str, data_dir: str | None, threads: int) -> float:
+def _fill_one(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, threads: int) -> float:
     """Worker: compute one network's statistics into the cache; returns seconds spent."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -60,7 +53,7 @@ def _fill_one(task: str, arch: Any, cfg: ProbeConfig, cache_root: str, data_dir:
 
 
 def fill_cache(
-    task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
+    task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
     progress: bool = True, *, retries: int = 2, timeout: float | None = None,
 ) -> tuple[int, set[int]]:
@@ -99,7 +92,7 @@ def fill_cache(
 
 
 def load_pool(
-    task: str, records: Sequence[dict[str, Any]], cfg: ProbeConfig, cache: StatsCache,
+    task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
     progress: bool = True, *, retries: int = 2, timeout: float | None = None,
 ) -> StatsBatch:

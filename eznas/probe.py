@@ -40,10 +40,10 @@ sum of |KA| + |KG|). Every
 log is taken of ``x + TINY`` so that it stays finite.
 
 Subsampling: the kept columns (rows) are a permutation of the available ones drawn from a
-CPU ``torch.Generator`` seeded from (settings.seed, node index, role); a layer narrower than
+CPU ``torch.Generator`` seeded from (`SUBSAMPLE_SEED`, node index, role); a layer narrower than
 F (R, C) repeats that permutation cyclically, so its columns appear more than once. The
 Rademacher vectors of the Hutchinson estimate come from CPU generators seeded from
-(settings.seed, node index, probe index) and are then moved to the net's device.
+(`SUBSAMPLE_SEED`, node index, probe index) and are then moved to the net's device.
 
 During the probe every batch-norm (and instance-norm) layer runs in training mode, on batch
 statistics, as zero-cost proxies do, and every other module in eval mode (dropout off, so the
@@ -83,41 +83,44 @@ ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 HESSIAN_STATS = frozenset({"H", "log_h_trace"})
 LOSSES = ("ce", "logit_sum")
+INPUT_KINDS = ("real", "noise")
+SUBSAMPLE_SEED = 0  # seed of the kept rows/columns and of the Rademacher probes
 _MAX_WIDTH = 1 << 16
 _MAX_PROBES = 1 << 16
+_MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """What the probe keeps and how it measures.
+    """How network statistics are produced: the batch a network sees and what the probe keeps.
 
-    Attributes
-    ----------
-    features : F, columns kept of A and G.
-    weight_rows, weight_cols : R and C, rows and columns kept of W, dW and H.
-    max_layers : None to keep every node, else keep at most this many, evenly spread over
-        the forward order (``round(linspace(0, L-1, max_layers))``).
-    hessian_probes : Rademacher probes averaged in the Hutchinson estimate of H.
-    loss : ``"ce"`` (cross-entropy on the targets) or ``"logit_sum"`` (sum of logits, EZNAS).
-    seed : seed of the subsample indices and of the Rademacher probes.
+    The one settings type from a run config's ``[probe]`` table to `probe` (`probe` itself reads
+    the last six fields; the first four say how the network and its batch are made). Every field
+    enters the statistics cache key (`eznas.pool.network_key`). Out-of-range values raise
+    ValueError naming the field and its range.
     """
 
-    features: int = 64
-    weight_rows: int = 64
-    weight_cols: int = 64
-    max_layers: int | None = None
-    hessian_probes: int = 1
-    loss: str = "ce"
-    seed: int = 0
+    batch_size: int = 64  # N: images per probe minibatch
+    input_kind: str = "real"  # real images or Gaussian noise
+    net_seed: int = 0  # initialisation seed of every network
+    batch_seed: int = 0  # which images form the minibatch
+    features: int = 64  # F: columns kept of each node's activations A and gradients G
+    weight_rows: int = 32  # R: rows kept of W, dW, H
+    weight_cols: int = 32  # C: columns kept of W, dW, H
+    max_layers: int | None = 16  # at most this many nodes, evenly spread over depth (None: every node)
+    hessian_probes: int = 1  # Rademacher probes of the Hutchinson Hessian-diagonal estimate
+    loss: str = "ce"  # ce (cross-entropy on the labels) or logit_sum (sum of logits, as EZNAS)
 
     def __post_init__(self) -> None:
         ranges = {
+            "batch_size": (2, 5000),
+            "net_seed": (0, _MAX_SEED),
+            "batch_seed": (0, _MAX_SEED),
             "features": (1, _MAX_WIDTH),
             "weight_rows": (1, _MAX_WIDTH),
             "weight_cols": (1, _MAX_WIDTH),
             "max_layers": (1, _MAX_WIDTH),
             "hessian_probes": (1, _MAX_PROBES),
-            "seed": (0, 2**63 - 1),
         }
         for name, (lo, hi) in ranges.items():
             value = getattr(self, name)
@@ -128,10 +131,15 @@ class ProbeSettings:
                     f"ProbeSettings.{name} = {value!r}: must be an integer in [{lo}, {hi}]"
                     + (" or None" if name == "max_layers" else "")
                 )
-        if self.loss not in LOSSES:
-            raise ValueError(
-                f"ProbeSettings.loss = {self.loss!r}: must be one of {', '.join(LOSSES)}"
-            )
+        for name, allowed in (("loss", LOSSES), ("input_kind", INPUT_KINDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ProbeSettings.{name} = {getattr(self, name)!r}: must be one of {', '.join(allowed)}")
+
+    def cache_fields(self) -> dict[str, object]:
+        """What the probe itself reads, as it enters the cache key (with the subsample seed)."""
+        return {"features": self.features, "weight_rows": self.weight_rows, "weight_cols": self.weight_cols,
+                "max_layers": self.max_layers, "hessian_probes": self.hessian_probes, "loss": self.loss,
+                "seed": SUBSAMPLE_SEED}
 
 
 @dataclass
@@ -312,7 +320,7 @@ def probe(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
         and that contains Conv2d/Linear layers. Left exactly as found.
     inputs : the batch, moved to the device of the net's first parameter.
     targets : class labels [N] (unused by the ``"logit_sum"`` loss).
-    settings : subsample sizes, loss and seed.
+    settings : subsample sizes and loss (its batch fields say how ``inputs`` was drawn; unread here).
     needs : stat names the caller needs, or None for all. The backward pass runs only when a
         gradient stat (dW, G, log_dw_norm, log_snip) or a Hessian stat (H, log_h_trace) is
         needed, the Hessian-vector products only for a Hessian stat. The result holds every
@@ -353,7 +361,7 @@ def probe(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
 def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: ProbeSettings,
          need_grad: bool, need_hessian: bool) -> NetworkStats:
     """Forward, backward and Hessian products; the net is already in probe mode."""
-    seed = settings.seed
+    seed = SUBSAMPLE_SEED
     nodes: list[nn.Module] = []
     seen: set[int] = set()
     acts: list[torch.Tensor] = []
@@ -448,7 +456,7 @@ def _hutchinson(weights: list[torch.Tensor], grads: list[torch.Tensor],
         return total
     probes = settings.hessian_probes
     for k in range(probes):
-        zs = [rademacher(w.shape, settings.seed, i, k, w.dtype, w.device)
+        zs = [rademacher(w.shape, SUBSAMPLE_SEED, i, k, w.dtype, w.device)
               for i, w in enumerate(weights)]
         products = torch.autograd.grad(
             [grads[i] for i in linked], weights, grad_outputs=[zs[i] for i in linked],
@@ -467,7 +475,7 @@ def _collect(nodes: list[nn.Module], acts: list[torch.Tensor], out_grads: dict[i
              grads: list[torch.Tensor], hess: list[torch.Tensor], settings: ProbeSettings,
              macs: float) -> NetworkStats:
     """Subsample, reduce and stack the per-node tensors into float32 CPU stats."""
-    seed = settings.seed
+    seed = SUBSAMPLE_SEED
     count = len(nodes)
     keep = kept_nodes(count, settings.max_layers)
     matrices: dict[str, list[torch.Tensor]] = {"W": [], "A": [acts[i] for i in keep]}

@@ -21,7 +21,7 @@ from eznas import benchmarks, config
 from eznas.errors import EznasError
 from eznas.evolve import CHECKPOINT, CHECKPOINT_VERSION
 from eznas.export import export_source
-from eznas.pool import probe_settings
+from eznas.probe import ProbeSettings
 from eznas.proxies import az_nas
 
 SMALL_TASK = "nb201:ImageNet16-120"  # the cheapest NB201 layout (16x16 inputs)
@@ -92,7 +92,7 @@ def test_sanity_on_200_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) ->
 # ----------------------------------------------------------------------------- proxy kinds
 
 def test_exported_file_scores_what_the_engine_scores_for_its_expression(data_dir: Path, tmp_path: Path) -> None:
-    exported = _write(tmp_path / "rcor.py", export_source(RCOR, probe_settings(config.ProbeConfig()), {"test": True}))
+    exported = _write(tmp_path / "rcor.py", export_source(RCOR, ProbeSettings(), {"test": True}))
     by_file, by_engine = _evaluate([exported, RCOR], data_dir, tmp_path / "cache", n=3)
     assert by_file.proxy == "rcor.py" and by_engine.proxy.startswith("logdet_sum(")
     np.testing.assert_array_equal(by_file.index, by_engine.index)

@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 import primitives
 from eznas import benchmarks, gp as programs
-from eznas.config import ProbeConfig
+from eznas.probe import ProbeSettings
 from eznas.fitness import WORST, Evaluator, aggregate_taus, evaluate, kendall_tau
 from eznas.pool import compute_stats
 from eznas.statsbatch import concat, stack
@@ -20,7 +20,7 @@ from eznas.statsbatch import concat, stack
 from conftest import needs_data
 
 TYPES = (primitives.WMat, primitives.AMat, primitives.Gram, primitives.LScalar, primitives.NScalar)
-PROBE = ProbeConfig(batch_size=16, features=16, weight_rows=8, weight_cols=8, max_layers=6)
+PROBE = ProbeSettings(batch_size=16, features=16, weight_rows=8, weight_cols=8, max_layers=6)
 
 
 @pytest.fixture(scope="module")

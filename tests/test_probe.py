@@ -142,8 +142,12 @@ def test_settings_validation() -> None:
         ProbeSettings(hessian_probes=1.5)
     with pytest.raises(ValueError, match="loss = 'mse'"):
         ProbeSettings(loss="mse")
-    with pytest.raises(ValueError, match="seed = -1"):
-        ProbeSettings(seed=-1)
+    with pytest.raises(ValueError, match="batch_seed = -1"):
+        ProbeSettings(batch_seed=-1)
+    with pytest.raises(ValueError, match="input_kind = 'video'"):
+        ProbeSettings(input_kind="video")
+    with pytest.raises(ValueError, match=r"batch_size = 1: must be an integer in \[2, 5000\]"):
+        ProbeSettings(batch_size=1)
 
 
 def test_gradients_match_finite_differences() -> None:
