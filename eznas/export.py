@@ -37,12 +37,7 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
     names: dict[str, str] = {}
     used, stats = set(), set()
 
-    def emit(i: int) -> tuple[str, int]:
-        end = tree.searchSubtree(i).stop
-        key = str(gp.PrimitiveTree(tree[i:end]))
-        node = tree[i]
-        if key in names:
-            return names[key], end
+    def emit(node: programs.Node, args: list[str], key: str) -> str:
         if isinstance(node, gp.Terminal):
             if node.name in CONSTANTS:
                 typ, value = CONSTANTS[node.name]
@@ -52,21 +47,15 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
                 stats.add(node.name)
                 expr = f"t[{node.name!r}]"
         else:
-            args, j = [], i + 1
-            for _ in range(node.arity):
-                a, j = emit(j)
-                args.append(a)
             used.add(node.name)
             if primitives.by_name(node.name).aggregator:
-                args.append("layers")
+                args = [*args, "layers"]
             expr = f"{node.name}({', '.join(args)})"
-        var = f"v{len(names)}"
-        names[key] = var
-        lines.append(f"{var} = {expr}")
-        return var, end
+        names[key] = f"v{len(names)}"
+        lines.append(f"{names[key]} = {expr}")
+        return names[key]
 
-    last, _ = emit(0)
-    lines.append(f"result = {last}")
+    lines.append(f"result = {programs.fold(tree, emit, names.get)}")
     return lines, used, stats
 
 

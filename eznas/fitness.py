@@ -21,10 +21,9 @@ from deap import gp
 from scipy import stats as sps
 
 import primitives
-from eznas.gp import CONSTANTS
+from eznas import gp as programs
 from eznas.statsbatch import StatsBatch
 
-GREATER_IS_BETTER = True
 WORST = -1.0
 
 
@@ -42,32 +41,26 @@ class Evaluator:
     def scores(self, tree: gp.PrimitiveTree) -> torch.Tensor:
         """Per-network scores [B] of ``tree`` (may contain non-finite values)."""
         with torch.no_grad():
-            value, _ = self._eval(tree, 0)
-        return value
+            return programs.fold(tree, self._apply, self._recall)
 
-    def _eval(self, tree: gp.PrimitiveTree, i: int) -> tuple[torch.Tensor, int]:
-        end = tree.searchSubtree(i).stop
-        key = str(gp.PrimitiveTree(tree[i:end])) if end - i > 1 else tree[i].name
+    def _recall(self, key: str) -> torch.Tensor | None:
         hit = self._memo.get(key)
         if hit is not None:
             self._memo.move_to_end(key)
-            return hit, end
-        node = tree[i]
+        return hit
+
+    def _apply(self, node: programs.Node, args: list[torch.Tensor], key: str) -> torch.Tensor:
         if isinstance(node, gp.Terminal):
             value = self._terminal(node.name)
         else:
-            args, j = [], i + 1
-            for _ in range(node.arity):
-                v, j = self._eval(tree, j)
-                args.append(v)
             prim = primitives.by_name(node.name)
             value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
         self._remember(key, value)
-        return value, end
+        return value
 
     def _terminal(self, name: str) -> torch.Tensor:
-        if name in CONSTANTS:
-            typ, v = CONSTANTS[name]
+        if name in programs.CONSTANTS:
+            typ, v = programs.CONSTANTS[name]
             n = self._n_layers if typ is primitives.LScalar else self.batch.n_nets
             return torch.full((n,), v, dtype=torch.float32)
         if name in self.batch.layers:

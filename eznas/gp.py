@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 from deap import gp
 
@@ -18,6 +20,7 @@ import primitives
 from eznas.errors import EznasError
 
 ROOT_TYPE = primitives.NScalar
+T = TypeVar("T")
 CONSTANTS = {  # named constant terminals (rank-only fitness needs few)
     "l_one": (primitives.LScalar, 1.0), "l_two": (primitives.LScalar, 2.0), "l_half": (primitives.LScalar, 0.5),
     "n_one": (primitives.NScalar, 1.0), "n_two": (primitives.NScalar, 2.0), "n_half": (primitives.NScalar, 0.5),
@@ -137,32 +140,65 @@ def _parse_node(tokens: list[str], i: int, want: type, pset: gp.PrimitiveSetType
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div_safe": "/"}
 _TYPE_PREFIXES = ("w_", "a_", "gram_", "l_", "n_", "agg_")
 
+Node = gp.Primitive | gp.Terminal
+
+
+def fold(tree: gp.PrimitiveTree, visit: Callable[[Node, list[T], str], T],
+         known: Callable[[str], T | None] | None = None) -> T:
+    """The value of ``tree``, computed node by node from the leaves up: the one tree walker.
+
+    ``visit(node, args, key)`` gives a node's value from its arguments' values (in order) and
+    its subtree's key, the subtree's prefix string (``str`` of that subtree; equal keys, equal
+    subtrees). ``known(key)``, when given, may return the value of a whole subtree, which is then
+    used without descending into it (memoisation, shared subexpressions). No recursion: any
+    depth of tree is walked.
+    """
+    keys, children = _structure(tree)
+    values: dict[int, T] = {}
+    todo: list[tuple[int, bool]] = [(0, False)]
+    while todo:
+        i, ready = todo.pop()
+        if not ready:
+            hit = known(keys[i]) if known is not None else None
+            if hit is not None:
+                values[i] = hit
+                continue
+            todo.append((i, True))
+            todo.extend((c, False) for c in reversed(children[i]))
+        else:
+            values[i] = visit(tree[i], [values.pop(c) for c in children[i]], keys[i])
+    return values[0]
+
+
+def _structure(tree: gp.PrimitiveTree) -> tuple[list[str], list[list[int]]]:
+    """Every node's subtree key and its children's positions (one pass, from the last node back)."""
+    keys: list[str] = [""] * len(tree)
+    children: list[list[int]] = [[] for _ in tree]
+    stack: list[int] = []
+    for i in range(len(tree) - 1, -1, -1):
+        node = tree[i]
+        if isinstance(node, gp.Terminal):
+            keys[i] = node.name
+        else:
+            children[i] = [stack.pop() for _ in range(node.arity)]
+            keys[i] = f"{node.name}({', '.join(keys[c] for c in children[i])})"
+        stack.append(i)
+    return keys, children
+
 
 def infix(tree: gp.PrimitiveTree) -> str:
     """Readable infix form: type prefixes dropped, +, -, *, / for arithmetic."""
-    out, _ = _infix(tree, 0)
-    return out
+    return fold(tree, _infix_node)
 
 
-def _infix(tree: gp.PrimitiveTree, i: int) -> tuple[str, int]:
-    node = tree[i]
+def _infix_node(node: Node, args: list[str], key: str) -> str:
     if isinstance(node, gp.Terminal):
-        name = node.name
-        return (repr(CONSTANTS[name][1]) if name in CONSTANTS else name), i + 1
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        s, j = _infix(tree, j)
-        args.append(s)
+        return repr(CONSTANTS[node.name][1]) if node.name in CONSTANTS else node.name
     base = node.name
     for prefix in _TYPE_PREFIXES:
         if base.startswith(prefix):
             base = base[len(prefix):]
             break
     if base in _INFIX and len(args) == 2:
-        return f"({args[0]} {_INFIX[base]} {args[1]})", j
-    return f"{base}({', '.join(args)})", j
-
-
-def subtrees(tree: gp.PrimitiveTree) -> list[tuple[int, int]]:
-    """``(start, end)`` slice of every node's subtree, in prefix order."""
-    return [(i, tree.searchSubtree(i).stop) for i in range(len(tree))]
+        return f"({args[0]} {_INFIX[base]} {args[1]})"
+    return f"{base}({', '.join(args)})"
