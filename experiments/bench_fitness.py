@@ -23,7 +23,8 @@ from deap import gp
 import primitives
 from eznas import benchmarks, config, gp as programs
 from eznas.cache import StatsCache
-from eznas.evolve import derive_seed, evaluate_population, sample_batch
+from eznas.evolve import evaluate_population, sample_batch
+from eznas.run import derive_seed
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
 from eznas.statsbatch import StatsBatch

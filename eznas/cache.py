@@ -4,9 +4,8 @@ The key is the sha256 of a canonical JSON of everything that changes the numbers
 architecture, network seed, batch settings, probe settings, `PROBE_VERSION`), so a changed
 setting never reads stale stats. A file holds the layer tensors as ``layers.<name>`` and, in
 the safetensors string metadata under ``"eznas"``, a JSON object with the net scalars, the
-caller's ``meta`` and the probe version. Files are written to a temporary file in the same
-directory and moved into place with ``os.replace``, so readers never see half a file. Nothing
-is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
+caller's ``meta`` and the probe version. Files are written atomically (`eznas.files.write_atomic`),
+so readers never see half a file. Nothing is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
 treated as missing, so the caller recomputes (and overwrites) it.
 """
 
@@ -16,15 +15,15 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import warnings
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from eznas.files import write_atomic
 from eznas.probe import PROBE_VERSION, NetworkStats
 
 ENV_VAR = "EZNAS_CACHE_DIR"
@@ -110,18 +109,6 @@ class StatsCache:
             )
             return None
 
-    def load_many(self, keys: Iterable[str]) -> list[NetworkStats | None]:
-        """`load` of each key, in order."""
-        return [self.load(key) for key in keys]
-
-    def load_meta(self, key: str) -> dict[str, Any] | None:
-        """The ``meta`` dict saved with ``key``, or None when absent or unreadable."""
-        path = self.path(key)
-        try:
-            return _header(path.read_bytes())["meta"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
     def save(self, key: str, stats: NetworkStats, meta: dict[str, Any] | None = None) -> Path:
         """Write ``stats`` (and the JSON-able ``meta``) atomically; return the file path."""
         path = self.path(key)
@@ -130,25 +117,7 @@ class StatsCache:
         tensors = {_PREFIX + name: t.detach().to("cpu").contiguous()
                    for name, t in stats.layers.items()}
         blob = st_save(tensors, metadata={"eznas": json.dumps(header, allow_nan=True)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return path
-
-    def get_or_compute(self, key: str, compute: Callable[[], NetworkStats],
-                       meta: dict[str, Any] | None = None) -> NetworkStats:
-        """Load ``key``, or run ``compute()``, save its result with ``meta`` and return it."""
-        stats = self.load(key)
-        if stats is None:
-            stats = compute()
-            self.save(key, stats, meta)
-        return stats
+        return write_atomic(path, blob, fix=f"check the cache directory {self.root} (or pass another --cache-dir)")
 
 
 def _header(data: bytes) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from eznas.errors import EznasError
-from eznas.parallel import BACKENDS
+from eznas.backends import BACKENDS
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
 

@@ -12,9 +12,9 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from eznas import inputs
@@ -43,40 +43,44 @@ def compute_stats(task: str, arch: Any, cfg: ProbeSettings, data_dir: str | os.P
     return probe(net, x, y, cfg)
 
 
-def _fill_one(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, threads: int) -> float:
-    """Worker: compute one network's statistics into the cache; returns seconds spent."""
-    torch.set_num_threads(threads)
+def _fill_one(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
+    """Worker: build one network, draw its batch, probe it into the cache; returns the probe's seconds."""
+    net = build_network(task, arch, seed=cfg.net_seed)
+    x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     start = time.perf_counter()
-    stats = compute_stats(task, arch, cfg, data_dir)
+    stats = probe(net, x, y, cfg)
+    seconds = time.perf_counter() - start
     StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": task, "arch": arch})
-    return time.perf_counter() - start
+    return seconds
+
+
+@dataclass(frozen=True)
+class Filled:
+    """What `fill_cache` did: probe seconds of each network computed now, and the networks that failed."""
+
+    seconds: dict[int, float]  # benchmark index -> seconds of its probe call
+    failed: dict[int, str]  # benchmark index -> the last attempt's error
 
 
 def fill_cache(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
     progress: bool = True, *, retries: int = 2, timeout: float | None = None,
-) -> tuple[int, set[int]]:
+) -> Filled:
     """Compute and cache the statistics of every record not cached yet.
 
     A network whose job fails on all ``retries + 1`` attempts (raises, kills its worker, runs
     past ``timeout`` seconds) is not cached, and a warning names it:
     ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
-
-    Returns
-    -------
-    tuple of (int, set of int)
-        How many networks were computed now, and the benchmark indices of those that failed.
     """
     parse_task(task)
-    todo = [r for r in records if not cache.path(network_key(task, r["arch"], cfg)).is_file()]
-    if not todo:
-        return 0, set()
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    todo = [r for r in records if network_key(task, r["arch"], cfg) not in cache]
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
-    jobs = [(_fill_one, (task, r["arch"], cfg, root, data, threads)) for r in todo]
+    jobs = [(_fill_one, (task, r["arch"], cfg, root, data)) for r in todo]
     labels = [f"{task} #{r['index']}" for r in todo]
-    failed = set()
+    filled = Filled({}, {})
+    if not todo:
+        return filled
     bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
@@ -84,11 +88,13 @@ def fill_cache(
         for r, label, result in zip(todo, labels, results):
             if isinstance(result, Failed):
                 log.warning("%s left out after %d attempts: %s", label, result.attempts, result.error)
-                failed.add(r["index"])
+                filled.failed[r["index"]] = result.error
+            else:
+                filled.seconds[r["index"]] = result
             bar.update(1)
     finally:
         bar.close()
-    return len(todo) - len(failed), failed
+    return filled
 
 
 def load_pool(
@@ -101,8 +107,8 @@ def load_pool(
     Networks whose statistics failed (see `fill_cache`) are left out: the batch's ``index``
     holds the benchmark indices of the networks kept, in the order of ``records``.
     """
-    _, failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
-                           retries=retries, timeout=timeout)
+    failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
+                        retries=retries, timeout=timeout).failed
     kept = [r for r in records if r["index"] not in failed]
     stats = []
     for r in kept:

@@ -7,7 +7,6 @@ touches the network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -29,7 +28,8 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR, REPO, needs_data
 
-from eznas import benchmarks, data
+from eznas import benchmarks
+from eznas.cli import main as eznas_main
 from eznas.data import convert, download, sources
 from eznas.data import fetch as fetch_module
 from eznas.errors import EznasError
@@ -44,15 +44,8 @@ def sha256(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """What the ``eznas`` entry point does with a ``data`` command: EznasError -> one line, exit 2."""
-    parser = argparse.ArgumentParser(prog="eznas")
-    data.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return data.run(args)
-    except EznasError as e:
-        print(f"eznas: error: {e}", file=sys.stderr)
-        return 2
+    """The ``eznas`` entry point on a ``data`` command: EznasError -> one line, exit 2."""
+    return eznas_main(argv)
 
 
 class Mirror:
@@ -343,17 +336,7 @@ def test_check_fails_on_empty_or_bad_data(tmp_path: Path, capsys: pytest.Capture
     assert re.search(r"nb201/nats_bench.csv +FAILS in .*1,000 bytes, expected 3,024,008", capsys.readouterr().out)
 
 
-_CLI = ("import argparse, sys\n"
-        "from eznas import data\n"
-        "from eznas.errors import EznasError\n"
-        "p = argparse.ArgumentParser(prog='eznas')\n"
-        "data.add_parser(p.add_subparsers(dest='command', required=True))\n"
-        "args = p.parse_args(sys.argv[1:])\n"
-        "try:\n"
-        "    sys.exit(data.run(args))\n"
-        "except EznasError as e:\n"
-        "    print(f'eznas: error: {e}', file=sys.stderr)\n"
-        "    sys.exit(2)\n")
+_CLI = "import sys\nfrom eznas.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @needs_data

@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
 from eznas import evolve
-from eznas.report import is_record, read_run
+from eznas.run import is_record, read_run
 
 pytestmark = needs_data
 

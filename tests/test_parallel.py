@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from eznas.errors import EznasError
-from eznas.parallel import Failed, check_backend, current_device, run_tasks, worker_device, worker_threads
+from eznas.backends import check_backend
+from eznas.jobs import current_device, worker_device, worker_threads
+from eznas.parallel import Failed, run_tasks
 
 LOCAL = ["sequential", "threading", "loky"]
 RELEASE = threading.Event()  # lets abandoned threading jobs finish when the test is over
@@ -247,7 +249,7 @@ def test_threading_backend_restores_the_callers_torch_threads():
 
 
 def test_a_dask_client_whose_event_loop_did_not_start_is_made_once_more():
-    from eznas.parallel import _new_client
+    from eznas.backends import _new_client
 
     calls = []
 

@@ -1,0 +1,197 @@
+"""A run directory and the record of an exported proxy: their files, schemas and random draws.
+
+An evolution run writes ``RUN/``::
+
+    config.json       the resolved config (written when the run starts)
+    checkpoint.json   everything a resume needs, rewritten after every generation (`CHECKPOINT_KEYS`)
+    log.jsonl         one JSON record per generation (the checkpoint's ``history``)
+    heldout.json      held-out taus of inspected programs, a cache of `eznas inspect`
+    fitness.png, front.csv   written by `eznas inspect`
+
+``eznas export`` writes ``NAME.py`` and ``NAME.json``, the record (`run_record`): the program,
+how it scored, the fitness history, the run's config and seed, its wall time and machine.
+
+Every random draw that another command must reproduce lives here too: `derive_seed`, the
+evolution pools (`pool_records`) and the held-out networks (`heldout_records`), so that
+`eznas evaluate --exclude-run` and `eznas inspect` leave out exactly the networks a run used,
+from its directory or from an exported record alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eznas import benchmarks, config as config_mod
+from eznas.errors import EznasError
+from eznas.files import write_atomic
+from eznas.tasks import parse_task
+
+CHECKPOINT = "checkpoint.json"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("version", "config", "next_generation", "population", "fitness", "scored", "hall_of_fame",
+                   "pareto_front", "history", "pools", "elapsed")
+LOG = "log.jsonl"
+CONFIG = "config.json"
+HELDOUT = "heldout.json"
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 32-bit seed from the run seed and a position (generation, index, purpose)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# ----------------------------------------------------------------------------- networks a run uses
+
+def pool_records(config: config_mod.Config, task: str, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """The evolution pool of ``task`` (index order): a sample drawn from the run seed and the task alone."""
+    records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
+    return sorted(records, key=lambda r: r["index"])
+
+
+def used_indices(pools: dict[str, list[int]], task: str) -> set[int]:
+    """Benchmark indices of ``task``'s space that an evolution run used (its ``pools``).
+
+    NB201 datasets share one index space (the same architectures), so an NB201 network used on
+    any dataset counts; an NDS file is its own space.
+    """
+    target = parse_task(task)
+    used: set[int] = set()
+    for t, idx in pools.items():
+        pt = parse_task(t)
+        if pt.space == target.space and (pt.space == "nb201" or pt.key == target.key):
+            used.update(idx)
+    return used
+
+
+def heldout_records(task: str, config: config_mod.Config, pools: dict[str, list[int]],
+                    data_dir: str | None) -> list[dict[str, Any]]:
+    """Held-out networks of ``task``: a seeded sample disjoint from every evolution pool of the same space."""
+    records = benchmarks.sample(task, config.tasks.heldout_size, derive_seed(config.run.seed, "heldout", task),
+                                data_dir, exclude=used_indices(pools, task))
+    return sorted(records, key=lambda r: r["index"])
+
+
+# ----------------------------------------------------------------------------- the run directory
+
+def prepare(out: Path, resume: bool, force: bool) -> None:
+    """Check the run directory: writable, and not holding another run unless ``resume``/``force``."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EznasError(f"cannot create run directory {out}: {e.strerror}; choose another --out") from None
+    if not os.access(out, os.W_OK):
+        raise EznasError(f"run directory {out} is not writable; choose another --out")
+    has_run = (out / CHECKPOINT).exists()
+    if resume and not has_run:
+        raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
+    if has_run and not resume and not force:
+        raise EznasError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
+
+
+def write_config(out: Path, config: config_mod.Config) -> None:
+    """Write the resolved config (``config.json``)."""
+    write_atomic(out / CONFIG, config_mod.dump(config), fix="choose another --out")
+
+
+def write_checkpoint(out: Path, checkpoint: dict[str, Any]) -> None:
+    """Write the checkpoint (keys `CHECKPOINT_KEYS`) and the JSONL logbook of its history, each atomically."""
+    write_atomic(out / CHECKPOINT, json.dumps(checkpoint, indent=1), durable=True, fix="choose another --out")
+    write_atomic(out / LOG, "".join(json.dumps(r) + "\n" for r in checkpoint["history"]), durable=True,
+                 fix="choose another --out")
+
+
+def read_checkpoint(out: Path) -> dict[str, Any]:
+    """Load a run directory's checkpoint; a missing or corrupt one is a clear error."""
+    path = out / CHECKPOINT
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EznasError(f"{path} is corrupt (not valid JSON); restore it or start over with --force") from None
+    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or "population" not in data:
+        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; start over with --force")
+    return data
+
+
+def read_heldout(out: Path) -> dict[str, dict[str, float]]:
+    """The held-out taus cached in ``heldout.json`` (program -> task -> tau; empty if none)."""
+    path = out / HELDOUT
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_heldout(out: Path, taus: dict[str, dict[str, float]]) -> None:
+    """Write ``heldout.json``."""
+    write_atomic(out / HELDOUT, json.dumps(taus, indent=1))
+
+
+# ----------------------------------------------------------------------------- the exported record
+
+def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any]:
+    """What goes beside an exported proxy (``NAME.json``): the program, how it scored, the
+    fitness history, the run's config and seed, its wall time and the machine it ran on."""
+    import torch  # the version only; torch is loaded by every command that exports
+
+    row = checkpoint["hall_of_fame"][rank]
+    return {
+        "run": run, "rank": rank, "expression": row["expr"], "infix": row["infix"], "size": row["size"],
+        "pool_fitness": row["fitness"], "pool_taus": row["taus"], "found_at_generation": row["generation"],
+        "generations": checkpoint["next_generation"], "evolution_seconds": checkpoint["elapsed"],
+        "seed": checkpoint["config"]["run"]["seed"], "config": checkpoint["config"],
+        "fitness_history": [{k: h[k] for k in ("gen", "best", "median", "hof_fitness", "seconds")}
+                            for h in checkpoint["history"]],
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__},
+    }
+
+
+def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
+    """The record that `run_record` wrote, checked to hold an expression; ``where`` starts the
+    one-line `EznasError` for a missing, unreadable or foreign file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
+    if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
+        raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
+    return record
+
+
+def is_record(source: str | os.PathLike) -> bool:
+    """Whether ``source`` names an exported ``.json`` run record rather than a run directory."""
+    path = Path(source)
+    return path.suffix == ".json" and not path.is_dir()
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What evaluations need of an evolution run: its config, pools and fitness per generation."""
+
+    config: config_mod.Config
+    pools: dict[str, list[int]]  # task -> benchmark indices
+    history: list[dict[str, Any]]  # per generation: gen, best, median, hof_fitness, ...
+
+
+def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
+    """An evolution run from its directory, or from the ``.json`` record that ``eznas export``
+    wrote of one of its programs (then the pools are drawn again from the record's config, as the
+    run drew them: `pool_records`), so held-out evaluations need no run directory."""
+    path = Path(source)
+    if is_record(path):
+        record = read_record(path, "run record")
+        cfg = config_mod.from_dict(record["config"], source=str(path))
+        pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}
+        return RunInfo(cfg, pools, record["fitness_history"])
+    ckpt = read_checkpoint(path)
+    return RunInfo(config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT)), ckpt["pools"],
+                   ckpt.get("history", []))
