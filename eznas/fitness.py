@@ -2,40 +2,90 @@
 
 Direction: greater is better; `WORST` (-1.0, the lowest possible tau) is given to any program
 whose scores on a task are non-finite or constant, or that raises: the run carries on.
-Selection uses tau-b with tied scores counted against the program (`kendall_tau` with
+Selection uses tau-b with tied scores counted against the program (`kendall_taus` with
 ``penalise_ties``): float32 saturation (a sigmoid of a large number, a clamp) ties whole
 groups of networks, which plain tau-b would reward by shrinking its denominator.
+
 A program is evaluated on all layers of all networks at once, and every distinct subtree's
-value is memoised (populations share most subtrees).
+value is memoised (populations share most subtrees). An `Evaluator` lives as long as its batch:
+the evolution keeps one on the whole pool for the run, so a subtree is computed once per run,
+and selection reads each generation's sample out of the pool's scores.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
 from deap import gp
-from scipy import stats as sps
 
 import primitives
 from eznas import gp as programs
 from eznas.statsbatch import StatsBatch
 
 WORST = -1.0
+HEAP_KEEP_BYTES = 1 << 30  # freed memory an evaluating process keeps for reuse (see `_reuse_freed_memory`)
+TAU_BLOCK = 1 << 24  # pair comparisons held in memory at once by `kendall_taus`
+
+
+class Memo:
+    """Least-recently-used values by subtree key, up to ``budget`` bytes; safe to share between threads."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._values: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The value of ``key``, marked as just used; None if not held."""
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is not None:
+                self._values.move_to_end(key)
+            return hit
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        """Hold ``value`` under ``key``, dropping the least recently used values beyond the budget."""
+        size = _nbytes(value)
+        if size > self.budget:
+            return
+        with self._lock:
+            old = self._values.pop(key, None)
+            self._bytes += size - (0 if old is None else _nbytes(old))
+            self._values[key] = value
+            while self._bytes > self.budget:
+                _, dropped = self._values.popitem(last=False)
+                self._bytes -= _nbytes(dropped)
+
+
+def _nbytes(value: torch.Tensor) -> int:
+    return value.numel() * value.element_size()
 
 
 class Evaluator:
-    """Evaluates programs on one `StatsBatch`, memoising subtree values up to ``memo_bytes``."""
+    """Evaluates programs on one `StatsBatch`, memoising subtree values.
 
-    def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30):
+    Numbers per layer or per network (1-D values: every program's reductions and results) are
+    held apart from matrices, up to ``numbers_bytes``, so that the matrices one generation
+    computes do not push out the numbers that the next generation reuses; matrices are held up
+    to ``memo_bytes``. One evaluator may serve several threads.
+    """
+
+    def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30, numbers_bytes: int = 1 << 28):
+        _reuse_freed_memory()
         self.batch = batch
         self.context = batch.context()
-        self.memo_bytes = memo_bytes
-        self._memo: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._bytes = 0
+        self._numbers, self._matrices = Memo(numbers_bytes), Memo(memo_bytes)
         self._n_layers = len(batch.seg)
 
     def scores(self, tree: gp.PrimitiveTree) -> torch.Tensor:
@@ -43,11 +93,16 @@ class Evaluator:
         with torch.no_grad():
             return programs.fold(tree, self._apply, self._recall)
 
+    def safe_scores(self, tree: gp.PrimitiveTree) -> np.ndarray:
+        """float64 scores [B] of ``tree``; NaN everywhere if a primitive fails (a bad program, not a crash)."""
+        try:
+            return self.scores(tree).double().numpy()
+        except (RuntimeError, ValueError, IndexError):
+            return np.full(self.batch.n_nets, np.nan)
+
     def _recall(self, key: str) -> torch.Tensor | None:
-        hit = self._memo.get(key)
-        if hit is not None:
-            self._memo.move_to_end(key)
-        return hit
+        hit = self._numbers.get(key)
+        return hit if hit is not None else self._matrices.get(key)
 
     def _apply(self, node: programs.Node, args: list[torch.Tensor], key: str) -> torch.Tensor:
         if isinstance(node, gp.Terminal):
@@ -55,7 +110,7 @@ class Evaluator:
         else:
             prim = primitives.by_name(node.name)
             value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
-        self._remember(key, value)
+        (self._numbers if value.dim() == 1 else self._matrices).put(key, value)
         return value
 
     def _terminal(self, name: str) -> torch.Tensor:
@@ -67,34 +122,71 @@ class Evaluator:
             return self.batch.layers[name]
         return self.batch.net[name]
 
-    def _remember(self, key: str, value: torch.Tensor) -> None:
-        size = value.numel() * value.element_size()
-        if size > self.memo_bytes:
-            return
-        self._memo[key] = value
-        self._bytes += size
-        while self._bytes > self.memo_bytes:
-            _, old = self._memo.popitem(last=False)
-            self._bytes -= old.numel() * old.element_size()
 
+@cache
+def _reuse_freed_memory() -> None:
+    """Let glibc's allocator keep freed blocks of up to `HEAP_KEEP_BYTES` for reuse (once per process).
 
-def kendall_tau(scores: np.ndarray, accuracy: np.ndarray, penalise_ties: bool = False) -> float:
-    """Kendall tau-b of scores vs accuracy; `WORST` when scores are non-finite or constant.
-
-    With ``penalise_ties``, tau-b times sqrt(1 - tied score pairs / all pairs): equal to tau-b
-    when no two scores tie, and the same as counting tied score pairs as untied-but-uninformative
-    (Kendall's (C - D) / sqrt(P (P - accuracy ties)) with P pairs).
+    By default glibc maps every block of 32 MB or more afresh and unmaps it when freed, and the
+    matrix values of a pool are 50 to 200 MB each: every primitive then paid the page faults of
+    zeroing fresh memory for its result, most of the time an elementwise primitive takes. Kept
+    in the heap, those blocks are reused by the next primitive. Where the C library is not
+    glibc, nothing changes.
     """
-    if len(scores) < 2 or not np.all(np.isfinite(scores)) or np.all(scores == scores[0]):
-        return WORST
-    tau = sps.kendalltau(scores, accuracy).statistic
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    for option, value in ((-3, HEAP_KEEP_BYTES), (-1, HEAP_KEEP_BYTES), (-2, 1 << 26)):  # mmap, trim threshold; top pad
+        mallopt(option, value)
+
+
+def kendall_taus(scores: np.ndarray, accuracy: np.ndarray, penalise_ties: bool = False) -> np.ndarray:
+    """Kendall tau-b of each row of ``scores`` [P, n] vs ``accuracy`` [n]; `WORST` for a row
+    that is non-finite or constant (or when n < 2 or the accuracies are all equal).
+
+    Bit for bit the value of ``scipy.stats.kendalltau(row, accuracy).statistic``: the same pair
+    counts (discordant pairs, ties in scores, in accuracy and in both, here by comparing every
+    pair of all rows at once) enter the same floating-point expression. With ``penalise_ties``,
+    tau-b times sqrt(1 - tied score pairs / all pairs): equal to tau-b when no two scores tie,
+    and the same as counting tied score pairs as untied-but-uninformative (Kendall's
+    (C - D) / sqrt(P (P - accuracy ties)) with P pairs).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    n_rows, n = scores.shape
+    out = np.full(n_rows, WORST)
+    if n < 2 or not np.isfinite(accuracy).all():
+        return out
+    total = n * (n - 1) // 2
+    acc_sign = np.sign(accuracy[:, None] - accuracy[None, :]).astype(np.int8)
+    acc_ties = (int((acc_sign == 0).sum()) - n) // 2
+    usable = np.flatnonzero(np.isfinite(scores).all(axis=1) & (scores != scores[:, :1]).any(axis=1))
+    if acc_ties == total:
+        return out
+    step = max(1, TAU_BLOCK // (n * n))
+    for start in range(0, len(usable), step):
+        rows = usable[start:start + step]
+        s = scores[rows]
+        sign = (s[:, :, None] > s[:, None, :]).astype(np.int8) - (s[:, :, None] < s[:, None, :]).astype(np.int8)
+        tied = sign == 0
+        discordant = ((sign * acc_sign) < 0).sum(axis=(1, 2)) // 2
+        score_ties = (tied.sum(axis=(1, 2)) - n) // 2
+        both_ties = ((tied & (acc_sign == 0)).sum(axis=(1, 2)) - n) // 2
+        for row, dis, xtie, ntie in zip(rows.tolist(), discordant.tolist(), score_ties.tolist(), both_ties.tolist()):
+            out[row] = _tau_b(total, int(dis), int(xtie), acc_ties, int(ntie), penalise_ties)
+    return out
+
+
+def _tau_b(total: int, dis: int, xtie: int, ytie: int, ntie: int, penalise_ties: bool) -> float:
+    """Tau-b from pair counts, in scipy's floating-point expression; `WORST` if not finite."""
+    con_minus_dis = total - xtie - ytie + ntie - 2 * dis
+    tau = float(np.minimum(1.0, max(-1.0, con_minus_dis / np.sqrt(total - xtie) / np.sqrt(total - ytie))))
     if not math.isfinite(tau):
         return WORST
     if penalise_ties:
-        counts = np.unique(scores, return_counts=True)[1].astype(float)
-        pairs = len(scores) * (len(scores) - 1) / 2
-        tau *= math.sqrt(1.0 - float((counts * (counts - 1) / 2).sum()) / pairs)
-    return float(tau)
+        tau *= math.sqrt(1.0 - float(xtie) / (total + 0.0))
+    return tau
 
 
 @dataclass(frozen=True)
@@ -106,20 +198,26 @@ class Fitness:
     valid: bool
 
 
+def fitness_of(scores: np.ndarray, accuracy: np.ndarray, task: np.ndarray, aggregate: str = "mean",
+               penalise_ties: bool = True) -> list[Fitness]:
+    """Fitness of each row of ``scores`` [P, B] on networks of ``accuracy`` and ``task`` [B]:
+    tau per task (tied scores counted against the program unless ``penalise_ties`` is False:
+    plain tau-b), reduced with ``aggregate``."""
+    names = list(dict.fromkeys(task.tolist()))
+    per_task = {t: kendall_taus(scores[:, task == t], accuracy[task == t], penalise_ties) for t in names}
+    fits = []
+    for p in range(len(scores)):
+        taus = {t: float(per_task[t][p]) for t in names}
+        fits.append(Fitness(value=aggregate_taus(taus, aggregate), taus=taus, valid=all(t != WORST for t in taus.values())))
+    return fits
+
+
 def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mean",
              penalise_ties: bool = True) -> Fitness:
     """Score ``tree`` on the evaluator's batch and reduce per-task taus with ``aggregate``
     (tied scores counted against the program unless ``penalise_ties`` is False: plain tau-b)."""
     batch = evaluator.batch
-    try:
-        scores = evaluator.scores(tree).double().numpy()
-    except (RuntimeError, ValueError, IndexError):  # a primitive failing is a bad program, not a crash
-        scores = np.full(batch.n_nets, np.nan)
-    taus = {}
-    for task in dict.fromkeys(batch.task.tolist()):
-        mask = batch.task == task
-        taus[task] = kendall_tau(scores[mask], batch.accuracy[mask], penalise_ties)
-    return Fitness(value=aggregate_taus(taus, aggregate), taus=taus, valid=all(t != WORST for t in taus.values()))
+    return fitness_of(evaluator.safe_scores(tree)[None, :], batch.accuracy, batch.task, aggregate, penalise_ties)[0]
 
 
 def aggregate_taus(taus: dict[str, float], aggregate: str) -> float:

@@ -4,6 +4,7 @@ the worst value behave, and batched evaluation equals per-network evaluation."""
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from scipy import stats as sps
 import primitives
 from eznas import benchmarks, gp as programs
 from eznas.probe import ProbeSettings
-from eznas.fitness import WORST, Evaluator, aggregate_taus, evaluate, kendall_tau
+from eznas.fitness import WORST, Evaluator, Memo, aggregate_taus, evaluate, fitness_of, kendall_taus
 from eznas.pool import compute_stats
 from eznas.statsbatch import concat, stack
 
@@ -66,6 +67,10 @@ def test_batched_scores_equal_per_network_scores(batch):
         assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5), str(tree)
 
 
+def kendall_tau(scores, accuracy, penalise_ties=False) -> float:
+    return float(kendall_taus(np.asarray(scores)[None, :], accuracy, penalise_ties)[0])
+
+
 def test_kendall_tau_b_and_the_worst_value():
     acc = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     assert kendall_tau(acc * 2, acc) == pytest.approx(1.0)
@@ -75,18 +80,70 @@ def test_kendall_tau_b_and_the_worst_value():
     assert kendall_tau(np.full(5, 3.0), acc) == WORST
     assert kendall_tau(np.array([1.0, np.nan, 2.0, 3.0, 4.0]), acc) == WORST
     assert kendall_tau(np.array([1.0, np.inf, 2.0, 3.0, 4.0]), acc) == WORST
+    assert kendall_tau(s, np.full(5, 2.0)) == WORST and kendall_tau(s[:1], acc[:1]) == WORST
 
 
-def test_penalised_tau_counts_tied_scores_against():
-    acc = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    untied = np.array([2.0, 1.0, 3.0, 4.0, 6.0, 5.0])
-    assert kendall_tau(untied, acc, penalise_ties=True) == pytest.approx(kendall_tau(untied, acc))
-    # saturating the three worst networks to one value: tau-b rises, the penalised tau falls
-    saturated = np.array([0.0, 0.0, 0.0, 4.0, 6.0, 5.0])
-    assert kendall_tau(saturated, acc) > kendall_tau(untied, acc)
-    assert kendall_tau(saturated, acc, penalise_ties=True) < kendall_tau(untied, acc, penalise_ties=True)
-    # by hand: C = 11, D = 1 over 15 pairs, 3 tied -> (C - D) / 15
-    assert kendall_tau(saturated, acc, penalise_ties=True) == pytest.approx(10 / 15)
+def _scipy_tau(scores: np.ndarray, accuracy: np.ndarray, penalise_ties: bool) -> float:
+    """The per-program tau that fitness used before `kendall_taus`: scipy, then the tie penalty."""
+    if not np.all(np.isfinite(scores)) or np.all(scores == scores[0]):
+        return WORST
+    tau = sps.kendalltau(scores, accuracy).statistic
+    if penalise_ties:
+        counts = np.unique(scores, return_counts=True)[1].astype(float)
+        tau *= np.sqrt(1.0 - float((counts * (counts - 1) / 2).sum()) / (len(scores) * (len(scores) - 1) / 2))
+    return float(tau)
+
+
+@pytest.mark.parametrize("n", [2, 7, 80, 200])
+def test_batched_taus_equal_scipy_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    accuracy = np.round(rng.normal(70, 5, n), 1)  # ties among accuracies, as in the benchmarks
+    rows = [rng.normal(size=n), np.round(rng.normal(size=n), 1), rng.integers(0, 3, n).astype(float),
+            accuracy * 2, -accuracy, np.where(rng.random(n) < 0.5, 1.0, rng.normal(size=n)), np.full(n, 0.5)]
+    scores = np.stack(rows + [np.float32(r).astype(np.float64) for r in rng.normal(size=(40, n)) * 1e3])
+    for penalise in (False, True):
+        taus = kendall_taus(scores, accuracy, penalise)
+        assert taus.tolist() == [_scipy_tau(row, accuracy, penalise) for row in scores]
+
+
+@needs_data
+def test_memoised_scores_equal_fresh_scores_whatever_the_memo_holds(batch):
+    """One evaluator for many programs, with room for everything, with room for almost nothing
+    (values dropped and computed again), or shared by four threads: the scores of a fresh
+    evaluator per program, bit for bit."""
+    rng = random.Random(4)
+    trees = [programs.generate(programs.ROOT_TYPE, 2, 6, rng.choice(("grow", "full")), rng) for _ in range(60)]
+    trees += trees[::-3]  # programs seen again: from the memo
+    fresh = np.stack([Evaluator(batch).safe_scores(t) for t in trees])
+    roomy, cramped = Evaluator(batch), Evaluator(batch, memo_bytes=1 << 16, numbers_bytes=1 << 10)
+    assert np.array_equal(np.stack([roomy.safe_scores(t) for t in trees]), fresh, equal_nan=True)
+    assert np.array_equal(np.stack([cramped.safe_scores(t) for t in trees]), fresh, equal_nan=True)
+    shared = Evaluator(batch)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = np.stack(list(pool.map(shared.safe_scores, trees)))
+    assert np.array_equal(threaded, fresh, equal_nan=True)
+
+
+def test_memo_drops_least_recently_used_values_beyond_its_budget():
+    memo = Memo(budget=3 * 400)
+    for key in "abc":
+        memo.put(key, torch.zeros(100))  # 400 bytes each
+    assert memo.get("a") is not None  # a is now the most recently used
+    memo.put("d", torch.zeros(100))
+    assert memo.get("b") is None and all(memo.get(k) is not None for k in "acd")
+    memo.put("c", torch.zeros(200))  # replacing a value counts its new size only: a goes
+    assert len(memo) == 2 and memo.get("a") is None
+    memo.put("huge", torch.zeros(1000))  # over the whole budget: not held, nothing dropped
+    assert memo.get("huge") is None and len(memo) == 2
+
+
+@needs_data
+def test_matrix_values_do_not_push_out_per_layer_numbers(batch):
+    evaluator = Evaluator(batch, memo_bytes=1)  # no room for any matrix
+    evaluator.scores(programs.parse("agg_mean(logdet(corr(a_abs(A))))"))
+    for key in ("agg_mean(logdet(corr(a_abs(A))))", "logdet(corr(a_abs(A)))"):
+        assert evaluator._recall(key) is not None
+    assert evaluator._recall("corr(a_abs(A))") is None
 
 
 def test_space_mean_weighs_each_search_space_equally():
