@@ -21,6 +21,7 @@ import abc
 import atexit
 import concurrent.futures as cf
 import functools
+import math
 import os
 import re
 import sys
@@ -120,14 +121,13 @@ class _LokyPool(Pool):
 
     def __init__(self, n_jobs: int) -> None:
         self.slots = self.share = n_jobs
-        # loky's leak guard replaces a worker whose memory grew by a few hundred MB (torch's allocator
-        # keeps what large networks used) and warns of it; the jobs go on in the new worker
+        # a worker that ends on its idle timeout as jobs arrive makes loky warn; the jobs go on in a new worker
         warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
                                 category=UserWarning)
         self._executor = self._get()
 
     def _get(self) -> Any:
-        return get_reusable_executor(max_workers=self.slots, timeout=LOKY_IDLE_SECONDS)
+        return get_reusable_executor(max_workers=self.slots, timeout=LOKY_IDLE_SECONDS, initializer=_no_leak_guard)
 
     def submit(self, func: Callable[..., Any], *args: Any) -> cf.Future:
         try:
@@ -150,6 +150,19 @@ class _LokyPool(Pool):
     def close(self, futures: list[cf.Future]) -> None:
         if futures:  # interrupted: stop the work instead of finishing it
             self._executor.shutdown(wait=False, kill_workers=True)
+
+
+def _no_leak_guard() -> None:
+    """loky worker initializer: turn off loky's leak guard in this worker.
+
+    The guard ends a worker whose memory grew by more than 300 MB over its size after its first
+    job. Workers keep values between jobs on purpose (`eznas.resident`: the statistics pool and
+    its evaluator's memo, bounded), which the guard would take for a leak, ending the worker and
+    the values with it after every job that brought them.
+    """
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = math.inf
 
 
 class _DaskPool(Pool):

@@ -4,6 +4,7 @@ per-network scalars as [B] tensors, and the accuracy and task of each network.""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,20 @@ class StatsBatch:
     def context(self) -> primitives.Layers:
         """The `primitives.Layers` context that aggregators need."""
         return primitives.Layers(seg=self.seg, n_nets=self.n_nets, depth=self.layers["depth"])
+
+    def digest(self) -> str:
+        """A hex digest of the batch's content (every tensor's dtype, shape and bytes, and the
+        networks' accuracy, task and index): equal digests, equal batches."""
+        h = hashlib.sha256()
+        tensors = {f"layers.{k}": v for k, v in self.layers.items()} | {f"net.{k}": v for k, v in self.net.items()}
+        for name, value in sorted(tensors.items()) + [("seg", self.seg)]:
+            array = value.contiguous().numpy()
+            h.update(f"{name} {array.dtype} {array.shape};".encode())
+            h.update(memoryview(array).cast("B"))
+        h.update(np.ascontiguousarray(self.accuracy, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.index, dtype=np.int64).tobytes())
+        h.update("\0".join(map(str, self.task)).encode())
+        return h.hexdigest()
 
     def select(self, nets: Sequence[int] | np.ndarray) -> StatsBatch:
         """The sub-batch of the given network positions, in that order."""

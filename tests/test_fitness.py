@@ -166,3 +166,17 @@ def test_fitness_aggregates_per_task(batch):
     assert by_space.value == pytest.approx((t["nb201:cifar10"] + (t["nds:DARTS_in"] + t["nds:ResNeXt-B_in"]) / 2) / 2)
     constant = evaluate(Evaluator(batch), programs.parse("n_one"))
     assert constant.value == WORST and not constant.valid
+
+
+@needs_data
+def test_batch_digest_names_its_content(batch):
+    """The key under which workers keep a pool: equal for equal content, new for any change."""
+    again = concat([batch.select(range(6)), batch.select(range(6, batch.n_nets))])
+    assert again.digest() == batch.digest()
+    assert batch.select(range(1, batch.n_nets)).digest() != batch.digest()
+    changed = batch.select(range(batch.n_nets))
+    changed.layers["A"][0, 0, 0] += 1.0
+    assert changed.digest() != batch.digest()
+    relabelled = batch.select(range(batch.n_nets))
+    relabelled.accuracy = relabelled.accuracy + 0.01
+    assert relabelled.digest() != batch.digest()
