@@ -55,8 +55,8 @@ class Resident(Generic[T]):
         """The same handle, pickled with its value."""
         return Resident(self.key, self.value, carry=True)
 
-    def __reduce__(self) -> tuple[type, tuple[str, T | None]]:
-        return Resident, (self.key, self.value if self.carry else None)
+    def __reduce__(self) -> tuple[type, tuple[str, T | None, bool]]:
+        return Resident, (self.key, self.value if self.carry else None, self.carry)  # a copy carries as the original
 
 
 @dataclass(frozen=True)

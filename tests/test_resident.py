@@ -4,13 +4,16 @@ with another value."""
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import time
 
 import numpy as np
 import pytest
 
 from eznas import resident
+from eznas.backends import close_clusters
 from eznas.resident import Missing, Resident, resolve, run_with
 
 BUILDS: list[int] = []  # per process: the length of every value built from
@@ -73,11 +76,23 @@ def test_another_value_is_another_key():
     assert [r[3] for r in run_with(look, a, build, args, labels, n_jobs=2, backend="loky")] == [0.0, 0.0]
 
 
-def test_a_handle_pickles_without_its_value_unless_carrying():
-    import pickle
+def test_a_dask_worker_gets_the_value_carried_once():
+    """dask copies a job's arguments before it pickles them: a copy must carry as the original."""
+    pytest.importorskip("dask.distributed")
+    handle = Resident("d", np.arange(4.0))
+    try:
+        for _ in range(2):
+            results = run_with(look, handle, build, [(i,) for i in range(4)], [str(i) for i in range(4)],
+                               n_jobs=2, backend="dask")
+            assert [r[3] for r in results] == [0.0, 1.0, 2.0, 3.0] and all(r[2] == 1 for r in results)
+    finally:
+        close_clusters()
 
+
+def test_a_handle_pickles_without_its_value_unless_carrying():
     handle = Resident("k", np.arange(5.0))
-    bare = pickle.loads(pickle.dumps(handle))
+    assert pickle.loads(pickle.dumps(copy.copy(handle.carrying()))).value is not None
+    bare = pickle.loads(pickle.dumps(copy.copy(handle)))
     assert bare.key == "k" and bare.value is None
     assert resolve(bare, build) is None  # this process holds nothing for "k" yet
     carried = pickle.loads(pickle.dumps(handle.carrying()))
