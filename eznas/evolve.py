@@ -7,6 +7,8 @@ RNG state: generation g after a resume is drawn exactly as it would have been.
 
 Fitness for selection is Kendall tau on networks freshly sampled each generation from every
 task's pool; the hall of fame ranks programs by tau on the whole pool (a stable yardstick).
+Each program is scored once on the whole pool, on workers that keep the pool and their memo of
+subtree values for the run (`pool_scores`); the sample's fitness reads its networks' scores.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,10 @@ from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.config import Config
 from eznas.errors import EznasError
-from eznas.fitness import WORST, Evaluator, Fitness, evaluate
-from eznas.parallel import Failed, run_tasks
+from eznas.fitness import WORST, Evaluator, Fitness, fitness_of
+from eznas.parallel import Failed
 from eznas.pool import load_pool
+from eznas.resident import Resident, run_with
 from eznas.run import (CHECKPOINT, CHECKPOINT_VERSION, derive_seed, pool_records, prepare, read_checkpoint,
                        read_record, write_checkpoint, write_config)
 from eznas.statsbatch import StatsBatch, concat
@@ -199,55 +202,64 @@ def deduplicate(population: list[gp.PrimitiveTree], config: Config, generation: 
 
 # ----------------------------------------------------------------------------- evaluation
 
-def _evaluate_chunk(batch: StatsBatch, texts: list[str], aggregate: str) -> list[Fitness]:
-    evaluator = Evaluator(batch)
-    return [evaluate(evaluator, programs.parse(t), aggregate) for t in texts]
+def _evaluate_chunk(evaluator: Evaluator, texts: list[str]) -> np.ndarray:
+    """Worker: the pool scores [P, B] of a chunk of programs (a row of NaN for a failing program)."""
+    return np.stack([evaluator.safe_scores(programs.parse(t)) for t in texts])
 
 
-def evaluate_population(texts: list[str], batch: StatsBatch, config: Config) -> list[Fitness]:
-    """Fitness of every program on ``batch``, in order; chunks go to the run's workers.
+def pool_scores(texts: list[str], pool: Resident[StatsBatch], config: Config) -> np.ndarray:
+    """Scores [P, B] of every program on every network of the pool, in order; chunks of programs
+    go to the run's workers, where the pool and its evaluator (with its memo) stay for the run.
 
     A chunk whose job failed on every attempt (`eznas.parallel.Failed`) is evaluated again one
-    program per job; a program whose own job fails too gets the worst fitness, with a warning.
+    program per job; a program whose own job fails too scores NaN everywhere (so it gets the
+    worst fitness), with a warning.
     """
     n = max(1, config.run.n_jobs)
     size = -(-len(texts) // n)
     chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
-    results = list(_run_chunks(chunks, batch, config))
-    alone = [[t] for chunk, result in zip(chunks, results) if isinstance(result, Failed) for t in chunk]
-    singles = _run_chunks(alone, batch, config)
-    fits = []
+    results = _run_chunks(chunks, pool, config)
+    alone = [t for chunk, result in zip(chunks, results) if isinstance(result, Failed) for t in chunk]
+    singles = dict(zip(alone, _run_chunks([[t] for t in alone], pool, config)))
+    rows = []
     for chunk, result in zip(chunks, results):
         if isinstance(result, Failed):
-            result = [_worst(t, single, batch) if isinstance(single, Failed) else single[0]
-                      for t, single in zip(chunk, singles)]
-        fits.extend(result)
-    return fits
+            result = [_failed(t, singles[t], pool.value.n_nets) if isinstance(singles[t], Failed) else singles[t][0]
+                      for t in chunk]
+        rows.extend(result)
+    return np.stack(rows)
 
 
-def _run_chunks(chunks: list[list[str]], batch: StatsBatch, config: Config) -> Iterator[list[Fitness] | Failed]:
+def _run_chunks(chunks: list[list[str]], pool: Resident[StatsBatch], config: Config) -> list[np.ndarray | Failed]:
     """One fitness job per chunk of programs, with the run's retries and timeout."""
-    jobs = [(_evaluate_chunk, (batch, chunk, config.tasks.aggregate)) for chunk in chunks]
     labels = [f"programs {chunk[0]} .. {chunk[-1]}" if len(chunk) > 1 else f"program {chunk[0]}" for chunk in chunks]
-    return run_tasks(jobs, n_jobs=max(1, config.run.n_jobs), backend=config.run.backend, address=config.run.address,
-                     retries=config.run.retries, timeout=config.run.job_timeout, labels=labels)
+    return run_with(_evaluate_chunk, pool, Evaluator, [(chunk,) for chunk in chunks], labels,
+                    n_jobs=max(1, config.run.n_jobs), backend=config.run.backend, address=config.run.address,
+                    retries=config.run.retries, timeout=config.run.job_timeout)
 
 
-def _worst(text: str, failed: Failed, batch: StatsBatch) -> Fitness:
-    """The fitness of a program whose job failed: `WORST` on every task, as for an invalid program."""
+def _failed(text: str, failed: Failed, n_nets: int) -> np.ndarray:
+    """The scores of a program whose job failed: NaN, which gives it the worst fitness."""
     logging.getLogger(__name__).warning("program %s gets the worst fitness: its job failed on all %d attempts: %s",
                                         text, failed.attempts, failed.error)
-    return Fitness(value=WORST, taus={task: WORST for task in dict.fromkeys(batch.task.tolist())}, valid=False)
+    return np.full(n_nets, np.nan)
 
 
-def sample_batch(pools: dict[str, StatsBatch], config: Config, generation: int) -> StatsBatch:
-    """This generation's fitness networks: sample_size drawn afresh from every task's pool."""
-    parts = []
+def sample_positions(pools: dict[str, StatsBatch], config: Config, generation: int) -> np.ndarray:
+    """This generation's fitness networks: sample_size drawn afresh from every task's pool, as
+    positions in the pools concatenated in order (each task's positions sorted)."""
+    parts, offset = [], 0
     for task, pool in pools.items():
         rng = np.random.default_rng(derive_seed(config.run.seed, generation, "sample", task))
         k = min(config.tasks.sample_size, pool.n_nets)
-        parts.append(pool.select(np.sort(rng.choice(pool.n_nets, size=k, replace=False))))
-    return concat(parts)
+        parts.append(offset + np.sort(rng.choice(pool.n_nets, size=k, replace=False)))
+        offset += pool.n_nets
+    return np.concatenate(parts)
+
+
+def sample_fitness(scores: np.ndarray, pool: StatsBatch, sample: np.ndarray, config: Config) -> list[Fitness]:
+    """Fitness of every program (a row of pool ``scores``) on the pool's networks at ``sample``."""
+    return fitness_of(scores[:, sample], pool.accuracy[sample], pool.task[sample], config.tasks.aggregate)
 
 
 # ----------------------------------------------------------------------------- results
@@ -283,9 +295,10 @@ def pareto_front(scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return front
 
 
-def score_leaders(population: list[str], fitness: list[float], state: State, full: Evaluator,
+def score_leaders(population: list[str], fitness: list[float], state: State, scores: np.ndarray, pool: StatsBatch,
                   config: Config, generation: int) -> None:
-    """Score the generation's leaders (not yet scored) on the whole pool, for the hall of fame."""
+    """Record the generation's leaders (not yet recorded) with their fitness on the whole pool
+    (from their pool ``scores``), for the hall of fame."""
     order = sorted(range(len(population)), key=lambda i: (-fitness[i], len(population[i])))
     added = 0
     for i in order:
@@ -295,7 +308,7 @@ def score_leaders(population: list[str], fitness: list[float], state: State, ful
         if text in state.scored:
             continue
         tree = programs.parse(text)
-        f = evaluate(full, tree, config.tasks.aggregate)
+        f = fitness_of(scores[i:i + 1], pool.accuracy, pool.task, config.tasks.aggregate)[0]
         state.scored[text] = {"expr": text, "infix": programs.infix(tree), "size": len(tree), "depth": tree.height,
                               "fitness": f.value, "taus": f.taus, "generation": generation}
         added += 1
@@ -346,7 +359,8 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
     seeds = [] if resume else seed_programs(config)  # read before the pools: a bad seed fails at once
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     pools, indices = evolution_pools(config, cache, data_dir, echo)
-    full = Evaluator(concat(list(pools.values())))
+    full = concat(list(pools.values()))
+    resident = Resident(full.digest(), full)
     if resume:
         state = State(next_generation=saved["next_generation"], population=saved["population"], fitness=saved["fitness"],
                       scored=saved["scored"], history=saved["history"], pools=saved["pools"], elapsed=saved["elapsed"])
@@ -367,9 +381,10 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
             parents = select(trees, state.fitness, e.population - e.elites, e.tournament_size, rng, e.parsimony)
             trees = deduplicate(elites + vary(parents, config, g), config, g)
         texts = [str(t) for t in trees]
-        fits = evaluate_population(texts, sample_batch(pools, config, g), config)
+        scores = pool_scores(texts, resident, config)
+        fits = sample_fitness(scores, full, sample_positions(pools, config, g), config)
         state.population, state.fitness = texts, [f.value for f in fits]
-        score_leaders(texts, state.fitness, state, full, config, g)
+        score_leaders(texts, state.fitness, state, scores, full, config, g)
         seconds = time.perf_counter() - start
         state.elapsed += seconds
         state.next_generation = g + 1

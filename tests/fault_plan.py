@@ -65,10 +65,10 @@ def fill_one(task: str, arch: Any, *rest: Any) -> float:
     return _fill_one(task, arch, *rest)
 
 
-def evaluate_chunk(batch: Any, texts: list[str], aggregate: str) -> list[Any]:
+def evaluate_chunk(evaluator: Any, texts: list[str]) -> Any:
     """`eznas.evolve._evaluate_chunk`, faulted as the plan says."""
     _inject("fitness", texts)
-    return _evaluate_chunk(batch, texts, aggregate)
+    return _evaluate_chunk(evaluator, texts)
 
 
 def main() -> None:

@@ -12,12 +12,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
-from eznas import evolve
-from eznas.run import is_record, read_run
+from eznas import config, evolve, gp as programs
+from eznas.cache import StatsCache
+from eznas.fitness import Evaluator
+from eznas.pool import load_pool
+from eznas.resident import Resident
+from eznas.run import is_record, pool_records, read_run
+from eznas.statsbatch import concat
 
 pytestmark = needs_data
 
@@ -104,6 +110,22 @@ def test_results_do_not_depend_on_worker_count(workspace, finished_run):
     r = _evolve(workspace, "tiny3", out, "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert _checkpoint(out)["hall_of_fame"] == _checkpoint(finished_run)["hall_of_fame"]
+
+
+def test_pool_scores_do_not_depend_on_backend_workers_or_what_workers_kept(workspace, finished_run):
+    """The run's scores of a population: on every local backend and worker count, with workers
+    meeting the pool for the first time or keeping it (and their memo) from the call before,
+    those of a fresh evaluator per program, bit for bit."""
+    cfg = config.load(workspace["tiny3"])
+    pool = concat([load_pool(t, pool_records(cfg, t), cfg.probe, StatsCache(workspace["cache"]), progress=False)
+                   for t in cfg.tasks.evolve])
+    texts = _checkpoint(finished_run)["population"]
+    fresh = np.stack([Evaluator(pool).safe_scores(programs.parse(t)) for t in texts])
+    handle = Resident(pool.digest(), pool)
+    for backend, n_jobs in (("sequential", 1), ("threading", 2), ("loky", 2), ("loky", 3)):
+        run_cfg = config.load(workspace["tiny3"], [f'run.backend="{backend}"', f"run.n_jobs={n_jobs}"])
+        for _ in range(2):
+            assert np.array_equal(evolve.pool_scores(texts, handle, run_cfg), fresh, equal_nan=True), (backend, n_jobs)
 
 
 def test_existing_run_is_refused_without_resume_or_force(workspace, finished_run):

@@ -6,7 +6,7 @@ worker process when a JSON fault plan (named by ``$EZNAS_FAULT_PLAN``) says so, 
 `eznas.cli.main`. Jobs name their function by module, so loky's worker processes run the same
 wrappers and die for real; the plan's call counters are files, shared by all processes. eznas
 itself has no test hook: nothing in the package reads the plan. The per-program fallback of
-`evaluate_population` (a chunk that keeps failing) is checked in-process on the threading
+`pool_scores` (a chunk that keeps failing) is checked in-process on the threading
 backend, with a monkeypatched chunk function: fast, and it compares every fitness value.
 
 A failure that succeeds on retry leaves the run's hall of fame and population exactly those of
@@ -21,13 +21,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, needs_data, run_cli, tiny_config
 from eznas import benchmarks, config as config_mod, evolve
 from eznas.cache import StatsCache
-from eznas.fitness import WORST
+from eznas.fitness import WORST, fitness_of
 from eznas.pool import load_pool, network_key
+from eznas.resident import Resident
 from eznas.run import derive_seed
 
 pytestmark = needs_data
@@ -126,29 +128,31 @@ def pool(ws, clean):
 
 def test_program_whose_fitness_job_always_fails_gets_the_worst_fitness(ws, clean, pool, monkeypatch, caplog):
     """Chunks holding ``log_params`` keep failing: their programs are evaluated one per job, the
-    ``log_params`` ones get WORST (one line each), the others their clean fitness, whatever n_jobs."""
+    ``log_params`` ones get WORST (one line each), the others their clean scores, whatever n_jobs."""
     texts = clean["population"]
     poisoned = [t for t in texts if "log_params" in t]
     assert 0 < len(poisoned) < len(texts)
+    resident = Resident(pool.digest(), pool)
     cfg = config_mod.load(ws["config"], ['run.backend="threading"'])
-    expected = evolve.evaluate_population(texts, pool, cfg)
+    expected = evolve.pool_scores(texts, resident, cfg)
     real = evolve._evaluate_chunk
 
-    def failing(batch, chunk, aggregate):
+    def failing(evaluator, chunk):
         if any("log_params" in t for t in chunk):
             raise RuntimeError("injected fault")
-        return real(batch, chunk, aggregate)
+        return real(evaluator, chunk)
 
     monkeypatch.setattr(evolve, "_evaluate_chunk", failing)
     for n_jobs in (1, 2, 3):
         caplog.clear()
         cfg = config_mod.load(ws["config"], ['run.backend="threading"', f"run.n_jobs={n_jobs}", "run.retries=1"])
-        fits = evolve.evaluate_population(texts, pool, cfg)
-        for t, f, e in zip(texts, fits, expected):
+        scores = evolve.pool_scores(texts, resident, cfg)
+        fits = fitness_of(scores, pool.accuracy, pool.task)
+        for t, row, f, e in zip(texts, scores, fits, expected):
             if t in poisoned:
                 assert f.value == WORST and not f.valid and set(f.taus) == {TASK}
             else:
-                assert f == e
+                assert np.array_equal(row, e, equal_nan=True)
         worst = [r.getMessage() for r in caplog.records if "gets the worst fitness" in r.getMessage()]
         assert len(worst) == len(poisoned)
         for t in poisoned:
