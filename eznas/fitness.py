@@ -75,10 +75,11 @@ def _nbytes(value: torch.Tensor) -> int:
 class Evaluator:
     """Evaluates programs on one `StatsBatch`, memoising subtree values.
 
-    Numbers per layer or per network (1-D values: every program's reductions and results) are
-    held apart from matrices, up to ``numbers_bytes``, so that the matrices one generation
-    computes do not push out the numbers that the next generation reuses; matrices are held up
-    to ``memo_bytes``. One evaluator may serve several threads.
+    Terminals are not held (the batch holds them). Numbers per layer or per network (1-D values:
+    every program's reductions and results) are held apart from matrices, up to
+    ``numbers_bytes``, so that the matrices one generation computes do not push out the numbers
+    that the next generation reuses; matrices are held up to ``memo_bytes``. One evaluator may
+    serve several threads.
     """
 
     def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30, numbers_bytes: int = 1 << 28):
@@ -105,11 +106,10 @@ class Evaluator:
         return hit if hit is not None else self._matrices.get(key)
 
     def _apply(self, node: programs.Node, args: list[torch.Tensor], key: str) -> torch.Tensor:
-        if isinstance(node, gp.Terminal):
-            value = self._terminal(node.name)
-        else:
-            prim = primitives.by_name(node.name)
-            value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
+        if isinstance(node, gp.Terminal):  # the batch's own tensors (or a constant): nothing to hold
+            return self._terminal(node.name)
+        prim = primitives.by_name(node.name)
+        value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
         (self._numbers if value.dim() == 1 else self._matrices).put(key, value)
         return value
 

@@ -144,6 +144,7 @@ def test_matrix_values_do_not_push_out_per_layer_numbers(batch):
     for key in ("agg_mean(logdet(corr(a_abs(A))))", "logdet(corr(a_abs(A)))"):
         assert evaluator._recall(key) is not None
     assert evaluator._recall("corr(a_abs(A))") is None
+    assert evaluator._recall("A") is None  # terminals are the batch's: never in the memo
 
 
 def test_space_mean_weighs_each_search_space_equally():
