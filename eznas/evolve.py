@@ -245,15 +245,15 @@ def _failed(text: str, failed: Failed, n_nets: int) -> np.ndarray:
     return np.full(n_nets, np.nan)
 
 
-def sample_positions(pools: dict[str, StatsBatch], config: Config, generation: int) -> np.ndarray:
-    """This generation's fitness networks: sample_size drawn afresh from every task's pool, as
-    positions in the pools concatenated in order (each task's positions sorted)."""
+def sample_positions(sizes: dict[str, int], config: Config, generation: int) -> np.ndarray:
+    """This generation's fitness networks: sample_size drawn afresh from every task's pool (of
+    ``sizes[task]`` networks), as positions in the pools concatenated in order (each task's
+    positions sorted)."""
     parts, offset = [], 0
-    for task, pool in pools.items():
+    for task, size in sizes.items():
         rng = np.random.default_rng(derive_seed(config.run.seed, generation, "sample", task))
-        k = min(config.tasks.sample_size, pool.n_nets)
-        parts.append(offset + np.sort(rng.choice(pool.n_nets, size=k, replace=False)))
-        offset += pool.n_nets
+        parts.append(offset + np.sort(rng.choice(size, size=min(config.tasks.sample_size, size), replace=False)))
+        offset += size
     return np.concatenate(parts)
 
 
@@ -359,7 +359,8 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
     seeds = [] if resume else seed_programs(config)  # read before the pools: a bad seed fails at once
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     pools, indices = evolution_pools(config, cache, data_dir, echo)
-    full = concat(list(pools.values()))
+    full, sizes = concat(list(pools.values())), {task: pool.n_nets for task, pool in pools.items()}
+    del pools  # the run keeps one copy of the statistics: the concatenated pool
     resident = Resident(full.digest(), full)
     if resume:
         state = State(next_generation=saved["next_generation"], population=saved["population"], fitness=saved["fitness"],
@@ -382,7 +383,7 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
             trees = deduplicate(elites + vary(parents, config, g), config, g)
         texts = [str(t) for t in trees]
         scores = pool_scores(texts, resident, config)
-        fits = sample_fitness(scores, full, sample_positions(pools, config, g), config)
+        fits = sample_fitness(scores, full, sample_positions(sizes, config, g), config)
         state.population, state.fitness = texts, [f.value for f in fits]
         score_leaders(texts, state.fitness, state, scores, full, config, g)
         seconds = time.perf_counter() - start
