@@ -1,35 +1,48 @@
-"""Benchmark: program evaluations per second on 200 cached NB201 networks, batched (all layers
-of all networks in one call per primitive, memoised subtrees) vs a naive Python loop over
-networks and layers; and generations per minute of an evolution config.
+"""Benchmark: fitness evaluation speed.
 
-    python experiments/bench_fitness.py [--config experiments/default.toml] [--programs 100]
+    python experiments/bench_fitness.py [--config experiments/default.toml ...] [--programs 100]
+                                        [--naive 30] [--generations 3] [--threads 2]
 
-Needs the statistics of the config's nb201:cifar10 pool in the cache (``eznas evolve`` or
-``eznas stats`` fills it; missing ones are computed first). Prints its figures; the last line
-is one JSON object.
+1. A fixed, seeded set of ``--programs`` random programs (ramped half-and-half, depth 2 to the
+   first config's ``init_max_depth``, `random.Random(0)`: the same set on every run) is scored on
+   the 200 cached NB201 CIFAR-10 networks of that config's pool, batched (all layers of all
+   networks in one call per primitive, one evaluator memoising subtrees over the set); every
+   k-th program of the set (``--naive`` of them) is also scored by a naive Python loop over
+   networks and, inside, over layers. The ratio is naive time / batched time on those programs.
+2. For each ``--config``: a real evolution of ``--generations`` generations after generation 0
+   (its backend and workers, into a temporary directory), timed generation by generation:
+   generation 0 starts cold (workers start, nothing memoised), the later ones are what a long
+   run spends per generation.
+
+Needs the statistics of each config's evolution pools in the cache (``eznas evolve`` or
+``eznas stats`` fills it; missing ones are computed first). Timings are wall-clock, with CPU
+seconds of this process beside them. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import random
+import statistics
+import tempfile
 import time
 
 import torch
 from deap import gp
 
 import primitives
-from eznas import benchmarks, config, gp as programs
+from eznas import benchmarks, config, evolve, gp as programs
 from eznas.cache import StatsCache
-from eznas.evolve import evaluate_population, sample_batch
-from eznas.run import derive_seed
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
+from eznas.run import derive_seed
 from eznas.statsbatch import StatsBatch
 
 PER_LAYER = (primitives.WMat, primitives.AMat, primitives.Gram, primitives.LScalar)
+MATRIX_TYPES = (primitives.WMat, primitives.AMat, primitives.Gram)
 
 
 def naive_scores(tree: gp.PrimitiveTree, batch: StatsBatch) -> torch.Tensor:
@@ -60,50 +73,86 @@ def _terminal(name: str, net: StatsBatch) -> torch.Tensor:
     return net.layers[name] if name in net.layers else net.net[name]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/default.toml")
-    parser.add_argument("--programs", type=int, default=100, help="random programs timed (default 100)")
-    parser.add_argument("--naive-programs", type=int, default=10, help="of those, timed with the naive loop")
-    args = parser.parse_args()
-    cfg = config.load(args.config)
-    torch.set_num_threads(2)
+def program_set(n: int, max_depth: int) -> list[gp.PrimitiveTree]:
+    """The fixed benchmark set: ``n`` ramped half-and-half programs from `random.Random(0)`."""
+    rng = random.Random(0)
+    return [programs.generate(programs.ROOT_TYPE, 2, max_depth, rng.choice(("grow", "full")), rng) for _ in range(n)]
+
+
+def describe(trees: list[gp.PrimitiveTree]) -> dict[str, object]:
+    """Size distribution of a program set: quartiles, a histogram, how many touch matrices."""
+    sizes = sorted(len(t) for t in trees)
+    bins = collections.Counter(next(f"{lo}-{hi}" for lo, hi in ((1, 5), (6, 10), (11, 20), (21, 40), (41, 10**9))
+                                    if lo <= s <= hi) for s in sizes)
+    return {"n": len(trees), "size_min": sizes[0], "size_median": statistics.median(sizes), "size_max": sizes[-1],
+            "size_quartiles": [float(q) for q in statistics.quantiles(sizes, n=4)], "size_histogram": dict(sorted(bins.items())),
+            "with_matrix_nodes": sum(any(node.ret in MATRIX_TYPES for node in t) for t in trees)}
+
+
+def _timed(func, *args):
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = func(*args)
+    return value, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bench_programs(cfg: config.Config, n_programs: int, n_naive: int) -> dict[str, object]:
+    """Part 1: batched vs naive on the fixed program set and the config's NB201 CIFAR-10 pool."""
     task = "nb201:cifar10"
     records = sorted(benchmarks.sample(task, 200, derive_seed(cfg.run.seed, "pool", task)), key=lambda r: r["index"])
     pool = load_pool(task, records, cfg.probe, StatsCache(), n_jobs=cfg.run.n_jobs)
-    rng = random.Random(0)
-    trees = [programs.generate(programs.ROOT_TYPE, 2, cfg.evolution.init_max_depth, rng.choice(("grow", "full")), rng)
-             for _ in range(args.programs)]
-
-    start = time.perf_counter()
+    trees = program_set(n_programs, cfg.evolution.init_max_depth)
+    naive_at = list(range(0, n_programs, max(1, n_programs // n_naive)))[:n_naive]
     evaluator = Evaluator(pool)
-    batched = [evaluator.scores(t) for t in trees]
-    t_batched = time.perf_counter() - start
-    start = time.perf_counter()
-    naive = [naive_scores(t, pool) for t in trees[: args.naive_programs]]
-    t_naive = time.perf_counter() - start
-    agree = sum(torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True) for a, b in zip(batched, naive))
-    batched_rate = len(trees) / t_batched
-    naive_rate = len(naive) / t_naive
-    print(f"pool: {pool.n_nets} networks, {len(pool.seg)} layers; {len(trees)} random programs")
-    print(f"batched+memo: {batched_rate:.1f} programs/s   naive loop: {naive_rate:.2f} programs/s   "
-          f"ratio {batched_rate / naive_rate:.1f}x   (naive == batched on {agree}/{len(naive)})")
+    batched = [_timed(evaluator.scores, t) for t in trees]
+    naive = [_timed(naive_scores, trees[i], pool) for i in naive_at]
+    agree = sum(torch.allclose(batched[i][0], v, rtol=1e-3, atol=1e-4, equal_nan=True) for i, (v, _, _) in zip(naive_at, naive))
+    batched_wall, batched_cpu = sum(b[1] for b in batched), sum(b[2] for b in batched)
+    sub_wall, sub_cpu = sum(batched[i][1] for i in naive_at), sum(batched[i][2] for i in naive_at)
+    naive_wall, naive_cpu = sum(v[1] for v in naive), sum(v[2] for v in naive)
+    result = {"pool_networks": pool.n_nets, "pool_layers": len(pool.seg), "programs": describe(trees),
+              "naive_programs": describe([trees[i] for i in naive_at]),
+              "batched_programs_per_s": round(n_programs / batched_wall, 2),
+              "batched_programs_per_cpu_s": round(n_programs / batched_cpu, 2),
+              "naive_programs_per_s": round(len(naive) / naive_wall, 3),
+              "speedup": round(naive_wall / sub_wall, 1), "speedup_cpu": round(naive_cpu / sub_cpu, 1),
+              "naive_agrees": f"{agree}/{len(naive)}"}
+    print(f"pool: {pool.n_nets} networks, {len(pool.seg)} layers; fixed set of {n_programs} programs "
+          f"(sizes {result['programs']['size_histogram']}), {len(naive)} of them also naive")
+    print(f"batched+memo: {result['batched_programs_per_s']:.1f} programs/s ({result['batched_programs_per_cpu_s']:.1f} "
+          f"per CPU s)   naive loop: {result['naive_programs_per_s']:.2f} programs/s   ratio on the naive programs "
+          f"{result['speedup']:.1f}x (CPU {result['speedup_cpu']:.1f}x)   naive == batched on {result['naive_agrees']}")
+    return result
 
-    pools = {t: load_pool(t, sorted(benchmarks.sample(t, cfg.tasks.pool_size, derive_seed(cfg.run.seed, "pool", t)),
-                                    key=lambda r: r["index"]), cfg.probe, StatsCache(), n_jobs=cfg.run.n_jobs)
-             for t in cfg.tasks.evolve}
-    population = [str(programs.generate(programs.ROOT_TYPE, cfg.evolution.init_min_depth, cfg.evolution.init_max_depth,
-                                        "grow" if i % 2 else "full", random.Random(i)))
-                  for i in range(cfg.evolution.population)]
-    start = time.perf_counter()
-    evaluate_population(population, sample_batch(pools, cfg, 1), cfg)
-    t_gen = time.perf_counter() - start
-    print(f"one generation of {args.config} ({cfg.evolution.population} programs, {cfg.run.n_jobs} jobs, "
-          f"{cfg.run.backend}): {t_gen:.1f} s -> {60 / t_gen:.2f} generations/min")
-    print(json.dumps({"pool_networks": pool.n_nets, "pool_layers": len(pool.seg), "programs": len(trees),
-                      "batched_programs_per_s": round(batched_rate, 2), "naive_programs_per_s": round(naive_rate, 3),
-                      "speedup": round(batched_rate / naive_rate, 1), "naive_agrees": f"{agree}/{len(naive)}",
-                      "generation_seconds": round(t_gen, 2), "generations_per_minute": round(60 / t_gen, 2)}))
+
+def bench_generations(path: str, generations: int) -> dict[str, object]:
+    """Part 2: a real evolution of ``generations`` generations after generation 0, timed per generation."""
+    cfg = config.load(path, [f"evolution.generations={generations}"])
+    with tempfile.TemporaryDirectory() as out:
+        state, wall, cpu = _timed(functools.partial(evolve.run, cfg, out, echo=lambda line: None))
+    seconds = [h["seconds"] for h in state.history]
+    warm = statistics.median(seconds[1:]) if len(seconds) > 1 else float("nan")
+    result = {"config": path, "population": cfg.evolution.population, "n_jobs": cfg.run.n_jobs,
+              "backend": cfg.run.backend, "generation_seconds": seconds, "cold_generation_seconds": seconds[0],
+              "warm_generation_seconds": warm, "main_process_cpu_seconds": round(cpu, 1)}
+    print(f"{path} ({cfg.evolution.population} programs, {cfg.run.n_jobs} jobs, {cfg.run.backend}): generation 0 "
+          f"{seconds[0]:.1f} s (cold), then median {warm:.1f} s per generation ({', '.join(f'{s:.1f}' for s in seconds[1:])})")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", help="run config timed per generation (repeatable; "
+                        "default experiments/default.toml); the first also gives the program set's pool")
+    parser.add_argument("--programs", type=int, default=100, help="size of the fixed program set (default 100)")
+    parser.add_argument("--naive", type=int, default=30, help="programs of the set also timed naively (default 30)")
+    parser.add_argument("--generations", type=int, default=3, help="generations timed after generation 0 (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of this process (default 2)")
+    args = parser.parse_args()
+    paths = args.config or ["experiments/default.toml"]
+    torch.set_num_threads(args.threads)
+    report = {"program_set": bench_programs(config.load(paths[0]), args.programs, args.naive),
+              "generations": [bench_generations(p, args.generations) for p in paths]}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
