@@ -23,19 +23,26 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eznas import benchmarks, config as config_mod
 from eznas.errors import EznasError
-from eznas.files import write_atomic
+from eznas.files import mismatch, read_json, remove_stale, write_atomic
 from eznas.tasks import parse_task
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_KEYS = ("version", "config", "next_generation", "population", "fitness", "scored", "hall_of_fame",
-                   "pareto_front", "history", "pools", "elapsed")
+PROGRAM_ROW = {"expr": str, "infix": str, "size": int, "depth": int, "fitness": float, "taus": {str: float},
+               "generation": int}  # a program scored on the whole pool
+HISTORY_ROW = {"gen": int, "best": float, "median": float, "hof_fitness": float, "seconds": float}
+CHECKPOINT_SCHEMA = {"version": int, "config": dict, "next_generation": int, "population": [str], "fitness": [float],
+                     "scored": {str: PROGRAM_ROW}, "hall_of_fame": [PROGRAM_ROW], "pareto_front": [PROGRAM_ROW],
+                     "history": [HISTORY_ROW], "pools": {str: [int]}, "elapsed": float}
+CHECKPOINT_KEYS = tuple(CHECKPOINT_SCHEMA)
+RECORD_SCHEMA = {"expression": str, "config": dict, "fitness_history": [HISTORY_ROW]}
 LOG = "log.jsonl"
 CONFIG = "config.json"
 HELDOUT = "heldout.json"
@@ -88,6 +95,7 @@ def prepare(out: Path, resume: bool, force: bool) -> None:
         raise EznasError(f"cannot create run directory {out}: {e.strerror}; choose another --out") from None
     if not os.access(out, os.W_OK):
         raise EznasError(f"run directory {out} is not writable; choose another --out")
+    remove_stale(out)  # temporary files of writers killed here before
     has_run = (out / CHECKPOINT).exists()
     if resume and not has_run:
         raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
@@ -108,23 +116,55 @@ def write_checkpoint(out: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def read_checkpoint(out: Path) -> dict[str, Any]:
-    """Load a run directory's checkpoint; a missing or corrupt one is a clear error."""
+    """A run directory's checkpoint, checked against `CHECKPOINT_SCHEMA`, its config validated and its
+    programs parsed; a missing, corrupt or foreign one is an `EznasError` naming the file and the fix."""
     path = out / CHECKPOINT
+    if not path.exists():
+        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')")
+    fix = "restore it from a copy, or start the run over with --force"
+    doc = read_json(path, fix)
+    if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
+        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; {fix}")
+    problem = mismatch(doc, CHECKPOINT_SCHEMA, "the checkpoint")
+    if problem is None and doc["next_generation"] < 0:
+        problem = f"next_generation is {doc['next_generation']}"
+    if problem is None and len(doc["fitness"]) != len(doc["population"]):
+        problem = f"{len(doc['fitness'])} fitness values for {len(doc['population'])} programs"
+    if problem is not None:
+        raise EznasError(f"{path} is damaged: {problem}; {fix}")
+    config_mod.from_dict(doc["config"], source=str(path))
+    for text in [*doc["population"], *(r["expr"] for r in doc["hall_of_fame"] + doc["pareto_front"])]:
+        stored_program(text, path)
+    return doc
+
+
+def stored_program(text: str, path: Path) -> Any:
+    """The program ``text`` read from the file ``path``, parsed (`eznas.gp.parse`); an unparsable one is an
+    `EznasError` naming the file and the fix."""
+    from eznas import gp as programs  # DEAP: loaded only when a program is read
+
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{path} is corrupt (not valid JSON); restore it or start over with --force") from None
-    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or "population" not in data:
-        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; start over with --force")
-    return data
+        return programs.parse(text)
+    except EznasError as e:
+        raise EznasError(f"{path}: {e}; the file was edited or comes from another eznas version: "
+                         "restore it, or start over") from None
 
 
 def read_heldout(out: Path) -> dict[str, dict[str, float]]:
-    """The held-out taus cached in ``heldout.json`` (program -> task -> tau; empty if none)."""
+    """The held-out taus cached in ``heldout.json`` (program -> task -> tau); empty if none, or (with a
+    warning) if the file is damaged: it is a cache, recomputed on demand."""
     path = out / HELDOUT
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        doc = read_json(path, "it is recomputed")
+        problem = mismatch(doc, {str: {str: float}}, "heldout.json")
+    except EznasError as e:
+        problem = str(e)
+    if problem is not None:
+        warnings.warn(f"{path} is unreadable ({problem}); recomputing the held-out taus", stacklevel=2)
+        return {}
+    return doc
 
 
 def write_heldout(out: Path, taus: dict[str, dict[str, float]]) -> None:
@@ -153,17 +193,21 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
 
 
 def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
-    """The record that `run_record` wrote, checked to hold an expression; ``where`` starts the
-    one-line `EznasError` for a missing, unreadable or foreign file."""
+    """The record that `run_record` wrote, checked against `RECORD_SCHEMA`, its expression parsed;
+    ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
     path = Path(path)
+    if not path.exists():
+        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy")
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
+        record = read_json(path, "give the .json that 'eznas export' writes")
+    except EznasError as e:
+        raise EznasError(f"{where}: {e}") from None
     if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
         raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
+    problem = mismatch(record, RECORD_SCHEMA, "the record")
+    if problem is not None:
+        raise EznasError(f"{where}: {path} is damaged ({problem}); export the proxy again")
+    stored_program(record["expression"], path)
     return record
 
 

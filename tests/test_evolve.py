@@ -194,7 +194,7 @@ def test_seed_from_opens_the_initial_population(workspace, finished_run, tmp_pat
 
 @pytest.mark.parametrize("make_seed, message", [
     (lambda d: d / "missing.json", "not found"),
-    (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "not readable JSON"),
+    (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "not valid JSON"),
     (lambda d: (d / "other.json").write_text('{"expr": "log_params"}') and d / "other.json", "has no 'expression'"),
     (lambda d: (d / "run").mkdir() or d / "run", "holds no eznas run"),
 ])
