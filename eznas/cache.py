@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import warnings
 from hashlib import sha256
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from eznas.errors import EznasError
 from eznas.files import write_atomic
 from eznas.probe import PROBE_VERSION, NetworkStats
 
@@ -114,6 +116,16 @@ class StatsCache:
                 CacheWarning, stacklevel=2,
             )
             return None
+
+    def check_writable(self) -> None:
+        """An `EznasError` naming the cache directory when statistics cannot be written there."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as e:
+            raise EznasError(f"cannot write to the statistics cache {self.root}: {e.strerror}; "
+                             "pass a writable --cache-dir (or set EZNAS_CACHE_DIR)") from None
 
     def save(self, key: str, stats: NetworkStats, meta: dict[str, Any] | None = None) -> Path:
         """Write ``stats`` (and the JSON-able ``meta``) atomically; return the file path."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from eznas import proxies
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import add_cache_dirs, add_data_dir
+from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, bounded
 from eznas.backends import BACKENDS, check_backend
 from eznas.search import STRATEGIES
 
@@ -51,7 +51,7 @@ def subcommand(name: str, help: str, arguments: Callable[[argparse.ArgumentParse
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
+    parser = Parser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in SUBCOMMANDS.items():
         command.arguments(sub.add_parser(name, help=command.help, description=command.description))
@@ -68,14 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
     note = " (default: from the config)" if defaults_from_config else ""
-    p.add_argument("--jobs", type=int, default=None, help=f"parallel workers{note or ' (default 1)'}")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=None, help=f"parallel workers{note or ' (default 1)'}")
     p.add_argument("--backend", default=None, choices=BACKENDS, help=f"joblib backend{note or ' (default loky)'}")
     p.add_argument("--address", default=None, help="dask scheduler or ray cluster address")
 
 
 def _add_sample(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--n", type=int, default=200, help=f"networks to {what}, a seeded sample (default 200)")
+    g.add_argument("--n", type=bounded(2, 100_000), default=200, help=f"networks to {what}, a seeded sample (default 200)")
     g.add_argument("--all", action="store_true", help=f"{what} every network of the task")
 
 
@@ -128,7 +128,7 @@ def _info(args: argparse.Namespace) -> int:
 def _stats_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
     _add_sample(p, "probe")
-    p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample seed (default 0)")
     _add_exclude_run(p)
     p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
                                     "(default: built-in defaults)")
@@ -154,6 +154,9 @@ def _stats(args: argparse.Namespace) -> int:
     filled = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
                         retries=cfg.run.retries, timeout=cfg.run.job_timeout)
     done, failed = len(filled.seconds), len(filled.failed)
+    if failed and not done and all(r["index"] in filled.failed for r in records):
+        raise EznasError(f"{args.task}: every one of the {failed} networks failed "
+                         f"({next(iter(filled.failed.values()))}); fix the cause (see the warnings above)")
     print(f"{args.task}: {len(records)} networks, {done} computed, {failed} failed, "
           f"{len(records) - done - failed} already cached in {cache.root}")
     return 0
@@ -166,7 +169,7 @@ def _evolve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoint written there every generation)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
-    p.add_argument("--seed", type=int, help="override run.seed")
+    p.add_argument("--seed", type=bounded(*SEED), help="override run.seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
     _add_parallel(p, defaults_from_config=True)
@@ -190,6 +193,7 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
 @subcommand("evolve", "launch or resume an evolution run", _evolve_arguments)
 def _evolve(args: argparse.Namespace) -> int:
     from eznas import config, evolve
+    from eznas import gp as programs
 
     cfg = config.load(args.config, _run_overrides(args))
     check_backend(cfg.run.backend, cfg.run.n_jobs, cfg.run.address)
@@ -197,7 +201,7 @@ def _evolve(args: argparse.Namespace) -> int:
     best = evolve.hall_of_fame(state.scored, 1)
     if best:
         b = best[0]
-        print(f"best: {b['infix']}")
+        print(f"best: {programs.infix(programs.parse(b['expr']))}")
         print("  pool tau: " + ", ".join(f"{t} {v:+.4f}" for t, v in b["taus"].items()) + f"; fitness {b['fitness']:+.4f}")
     return 0
 
@@ -206,7 +210,7 @@ def _evolve(args: argparse.Namespace) -> int:
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to show (default 10)")
+    p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
     p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
     add_data_dir(p)
@@ -228,7 +232,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--rank", type=int, default=0, help="hall-of-fame rank to export (default 0, the best)")
+    p.add_argument("--rank", type=bounded(0, 999), default=0, help="hall-of-fame rank to export (default 0, the best)")
     p.add_argument("-o", "--output", required=True, help="output .py file (its .json record is written beside it)")
 
 
@@ -253,8 +257,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("proxy", metavar="PROXY", help="baseline name, path to a .py proxy file, or expression string")
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 or nds:DARTS_in")
     _add_sample(p, "evaluate")
-    p.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
     _add_exclude_run(p)
     p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
@@ -296,9 +300,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", required=True, help="baseline name, path to a .py proxy file, or expression string")
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 (rea: NB201 tasks only)")
     p.add_argument("--strategy", default="rea", choices=STRATEGIES, help="search strategy (default rea)")
-    p.add_argument("--budget", type=int, default=1000, help="distinct architectures to score (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
+    p.add_argument("--budget", type=bounded(1, 100_000), default=1000, help="distinct architectures to score (default 1000)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="seed of the search's random choices (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
     p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
     add_data_dir(p)
     add_cache_dirs(p)

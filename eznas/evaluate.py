@@ -329,11 +329,16 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
     run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
     scores = Path(scores_dir) if scores_dir is not None else root / SCORES_DIR
     caches = [ScoreCache(scores, s, t.name, NET_SEED, seed, batch_size) for s in specs]
+    if any(c.get(r["index"]) is None for c in caches for r in records):
+        inputs.batch(t, batch_size, seed, "real", run.data_dir)  # bad input data: one error before any job
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
     lost = _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
         if spec.kind == "expression":
             lost.update(_score_expression(run, spec, cache, records))
+    if records and all(r["index"] in lost for r in records):
+        raise EznasError(f"{t.name}: every one of the {len(records)} networks failed ({next(iter(lost.values()))}); "
+                         "fix the cause (see the warnings above) and run again: what was scored is kept")
     return [_collect(s, c, records, run, lost) for s, c in zip(specs, caches)]
 
 

@@ -164,4 +164,4 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike) -> 
     fix = "choose another -o path"
     write_atomic(target, export_source(row["expr"], cfg.probe, info), fix=fix)
     write_atomic(record, json.dumps(run_record(ckpt, rank, str(out)), indent=1), fix=fix)
-    return target, record, row["infix"]
+    return target, record, programs.infix(programs.parse(row["expr"]))

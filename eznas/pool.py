@@ -88,6 +88,8 @@ def fill_cache(
     filled = Filled({}, {})
     if not todo:
         return filled
+    inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)  # bad input data: one error, not N
+    cache.check_writable()
     bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,

@@ -57,13 +57,19 @@ def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache
     return {e: known.get(e, {}) for e in exprs}
 
 
+def _rendered(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its infix form rendered from its parsed program (never the file's own text,
+    which could hold terminal control characters)."""
+    return {**row, "infix": programs.infix(programs.parse(row["expr"]))}
+
+
 def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy", heldout: bool = True,
                 data_dir: str | None = None, cache_dir: str | None = None) -> str:
     """The text report of a run directory (hall of fame, Pareto front), writing fitness.png and front.csv."""
     out = Path(out)
     ckpt = read_checkpoint(out)
-    hof = ckpt["hall_of_fame"][:top]
-    front = ckpt["pareto_front"]
+    hof = [_rendered(r) for r in ckpt["hall_of_fame"][:top]]
+    front = [_rendered(r) for r in ckpt["pareto_front"]]
     ho = heldout_taus(out, [r["expr"] for r in hof + front], data_dir, cache_dir) if heldout else {}
     plot = plot_fitness(out, ckpt["history"]) if ckpt["history"] else None
     write_atomic(out / "front.csv", front_csv(front, ho))

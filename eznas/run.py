@@ -179,9 +179,12 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
     fitness history, the run's config and seed, its wall time and the machine it ran on."""
     import torch  # the version only; torch is loaded by every command that exports
 
+    from eznas import gp as programs
+
     row = checkpoint["hall_of_fame"][rank]
     return {
-        "run": run, "rank": rank, "expression": row["expr"], "infix": row["infix"], "size": row["size"],
+        "run": run, "rank": rank, "expression": row["expr"], "infix": programs.infix(programs.parse(row["expr"])),
+        "size": row["size"],
         "pool_fitness": row["fitness"], "pool_taus": row["taus"], "found_at_generation": row["generation"],
         "generations": checkpoint["next_generation"], "evolution_seconds": checkpoint["elapsed"],
         "seed": checkpoint["config"]["run"]["seed"], "config": checkpoint["config"],
