@@ -28,7 +28,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from eznas.errors import EznasError
-from eznas.files import write_atomic
+from eznas.files import remove_stale, write_atomic
 from eznas.probe import PROBE_VERSION, NetworkStats
 
 ENV_VAR = "EZNAS_CACHE_DIR"
@@ -135,6 +135,7 @@ class StatsCache:
         header = {"format": FORMAT, "probe_version": PROBE_VERSION, "net": stats.net,
                   "meta": _canonical(meta or {}), "sha256": _checksum(tensors)}
         blob = st_save(tensors, metadata={"eznas": json.dumps(header, allow_nan=True)})
+        remove_stale(path.parent, f".{path.name}.*.tmp")  # left by a writer of this file that was killed
         return write_atomic(path, blob, fix=f"check the cache directory {self.root} (or pass another --cache-dir)")
 
 

@@ -32,8 +32,32 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = 
     ``durable`` also flushes the file to disk before the rename (checkpoints). An unwritable
     place is an `EznasError` naming the path, the reason and ``fix``.
     """
-    path = Path(path)
-    blob = data.encode() if isinstance(data, str) else data
+    return write_together([(Path(path), data)], durable=durable, fix=fix)[0]
+
+
+def write_together(files: list[tuple[Path, str | bytes]], *, durable: bool = False,
+                   fix: str = "check that the directory is writable and has free space") -> list[Path]:
+    """Write several files as `write_atomic` does, each whole before any is moved into place, so that
+    a failure while writing leaves none of them changed (only the renames, microseconds apart, remain
+    to be done after the last byte is written)."""
+    staged: list[tuple[str, Path]] = []
+    current = files[0][0]
+    try:
+        for current, data in files:
+            staged.append((_stage(current, data, durable, fix), current))
+        for tmp, current in staged:
+            os.replace(tmp, current)
+    except BaseException as e:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise EznasError(f"cannot write {current}: {e.strerror}; {fix}") from None
+        raise
+    return [path for path, _ in files]
+
+
+def _stage(path: Path, data: str | bytes, durable: bool, fix: str) -> str:
+    """The temporary file beside ``path`` holding ``data`` (`EznasError` when it cannot be made)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -41,17 +65,14 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = 
         raise EznasError(f"cannot write {path}: {e.strerror}; {fix}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(data.encode() if isinstance(data, str) else data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise EznasError(f"cannot write {path}: {e.strerror}; {fix}") from None
         raise
-    return path
+    return tmp
 
 
 def remove_stale(directory: Path, pattern: str = ".*.tmp") -> None:

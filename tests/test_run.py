@@ -15,6 +15,7 @@ from eznas import run as run_dir
 from eznas.config import Config
 from eznas.errors import EznasError
 from eznas.export import export_run
+from eznas import files as files_module
 from eznas.files import write_atomic
 from eznas.proxy_spec import resolve
 
@@ -107,3 +108,18 @@ def test_evaluate_loads_neither_evolve_nor_deap() -> None:
     code = "import sys, eznas.evaluate; print(sorted(m for m in ('eznas.evolve', 'deap') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _checkpoint(tmp_path)
+    real = files_module._stage
+
+    def fail_on_record(path: Path, *args):
+        if path.suffix == ".json":
+            raise OSError(28, "No space left on device")
+        return real(path, *args)
+
+    monkeypatch.setattr(files_module, "_stage", fail_on_record)
+    with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
+        export_run(out, 0, tmp_path / "best.py")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
