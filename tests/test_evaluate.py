@@ -146,6 +146,13 @@ def test_a_corrupt_score_cache_is_recomputed_with_a_warning(data_dir: Path, tmp_
     with pytest.warns(UserWarning, match="unreadable"):
         (again,) = _evaluate(["params"], data_dir, tmp_path, n=3)
     np.testing.assert_array_equal(first.scores, again.scores)
+    doc = json.loads(path.read_text())
+    index = next(iter(doc["entries"]))
+    doc["entries"][index]["value"] = "1e9"  # an entry of the wrong type: dropped, that network rescored
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="1 damaged entries"):
+        (third,) = _evaluate(["params"], data_dir, tmp_path, n=3)
+    np.testing.assert_array_equal(first.scores, third.scores)
 
 
 def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir: Path, tmp_path: Path,

@@ -123,3 +123,41 @@ def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
         export_run(out, 0, tmp_path / "best.py")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
+
+
+def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = _checkpoint(tmp_path)
+    doc = json.loads((out / run_dir.CHECKPOINT).read_text())
+    for row in doc["hall_of_fame"] + doc["pareto_front"]:
+        row["infix"] = "\x1b[2J\x1b[Hscore = synflow"  # clears the screen, shows another formula
+    (out / run_dir.CHECKPOINT).write_text(json.dumps(doc))
+    from eznas.cli import main
+
+    assert main(["inspect", str(out), "--no-heldout"]) == 0
+    assert main(["export", str(out), "-o", str(tmp_path / "p.py")]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "(log_params + log_flops)" in printed
+    assert "\x1b" not in (tmp_path / "p.py").read_text() + (tmp_path / "p.json").read_text()
+
+
+def test_damaged_heldout_cache_is_recomputed_with_a_warning(tmp_path: Path) -> None:
+    out = _checkpoint(tmp_path)
+    (out / run_dir.HELDOUT).write_text('{"log_params": {"nb201:cifar100": "high"}}')
+    with pytest.warns(UserWarning, match="heldout.json is unreadable"):
+        assert run_dir.read_heldout(out) == {}
+    (out / run_dir.HELDOUT).write_text('{"log_params": {"nb201:cifar1')
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert run_dir.read_heldout(out) == {}
+
+
+def test_unwritable_statistics_cache_fails_before_any_probe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from conftest import DATA_DIR
+    from eznas.cli import main
+
+    if DATA_DIR is None:
+        pytest.skip("benchmark data not found")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")
+    status = main(["stats", "--task", "nb201:cifar10", "--n", "2", "--cache-dir", str(blocker),
+                   "--data-dir", str(DATA_DIR)])
+    assert status == 2 and "cannot write to the statistics cache" in capsys.readouterr().err
