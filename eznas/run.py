@@ -42,7 +42,7 @@ CHECKPOINT_SCHEMA = {"version": int, "config": dict, "next_generation": int, "po
                      "scored": {str: PROGRAM_ROW}, "hall_of_fame": [PROGRAM_ROW], "pareto_front": [PROGRAM_ROW],
                      "history": [HISTORY_ROW], "pools": {str: [int]}, "elapsed": float}
 CHECKPOINT_KEYS = tuple(CHECKPOINT_SCHEMA)
-RECORD_SCHEMA = {"expression": str, "config": dict, "fitness_history": [HISTORY_ROW]}
+RECORD_SCHEMA = {"expression": str, "config": dict, "fitness_history": [HISTORY_ROW]}  # what read_run needs
 LOG = "log.jsonl"
 CONFIG = "config.json"
 HELDOUT = "heldout.json"
@@ -196,7 +196,7 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
 
 
 def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
-    """The record that `run_record` wrote, checked against `RECORD_SCHEMA`, its expression parsed;
+    """The record that `run_record` wrote (or any JSON object with an ``expression``), its expression parsed;
     ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
     path = Path(path)
     if not path.exists():
@@ -207,9 +207,6 @@ def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
         raise EznasError(f"{where}: {e}") from None
     if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
         raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
-    problem = mismatch(record, RECORD_SCHEMA, "the record")
-    if problem is not None:
-        raise EznasError(f"{where}: {path} is damaged ({problem}); export the proxy again")
     stored_program(record["expression"], path)
     return record
 
@@ -236,6 +233,9 @@ def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
     path = Path(source)
     if is_record(path):
         record = read_record(path, "run record")
+        problem = mismatch(record, RECORD_SCHEMA, "the record")
+        if problem is not None:
+            raise EznasError(f"run record: {path} is damaged ({problem}); give the .json that 'eznas export' wrote")
         cfg = config_mod.from_dict(record["config"], source=str(path))
         pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}
         return RunInfo(cfg, pools, record["fitness_history"])
