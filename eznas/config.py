@@ -32,7 +32,7 @@ from eznas.backends import BACKENDS, MAX_JOBS
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
 
-AGGREGATES = ("mean", "min", "space_mean")
+AGGREGATES = ("mean", "min", "space_mean", "space_min", "space_softmin")
 MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take them)
 MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds
 MAX_NETWORKS = 100_000  # per task: pool, sample or held-out networks
@@ -67,7 +67,7 @@ class TasksConfig:
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
     sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
     heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
-    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b, or space_mean (mean per space, then over spaces)
+    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b; or the mean tau per space family, then their space_mean, space_min or space_softmin
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,17 @@ def parse_task(task: str | Task) -> Task:
     raise EznasError(
         f"unknown task {task!r}: the space must be 'nb201' or 'nds' (e.g. 'nb201:cifar10')"
     )
+
+
+ANYNET_PREFIXES = ("ResNeXt", "ResNet", "Vanilla")  # NDS sweeps of AnyNet networks (the others are cell spaces)
+
+
+def family(task: str | Task) -> str:
+    """The search-space family of a task, the unit of transfer: ``nb201``, ``nds-cell`` (DARTS, ENAS,
+    Amoeba, NASNet, PNAS sweeps), ``nds-anynet`` (ResNet, ResNeXt, Vanilla sweeps), or the space name
+    for other spaces. Tasks of one family share their design, so a proxy evolved on one of them
+    has not been tested on a new space when it is scored on another."""
+    t = parse_task(task)
+    if t.space == "nds":
+        return "nds-anynet" if t.key.startswith(ANYNET_PREFIXES) else "nds-cell"
+    return t.space

@@ -104,3 +104,11 @@ def test_real_batches_are_seeded_normalised_and_resized(data_dir):
     assert noise.shape == (8, 3, 64, 64) and labels.max() < 1000
     with pytest.raises(EznasError):
         inputs.batch("nb201:cifar10", 8, 0, kind="pink", data_dir=data_dir)
+
+
+def test_task_families_group_search_spaces():
+    from eznas.tasks import family
+
+    assert family("nb201:cifar100") == "nb201"
+    assert {family(f"nds:{k}") for k in ("DARTS_in", "ENAS_in", "PNAS", "Amoeba_in")} == {"nds-cell"}
+    assert {family(f"nds:{k}") for k in ("ResNeXt-A_in", "ResNeXt-B", "ResNet_lr-wd_in", "Vanilla")} == {"nds-anynet"}
