@@ -20,6 +20,7 @@ from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
 from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, bounded
 from eznas.backends import BACKENDS, check_backend
+from eznas.report import POLICIES
 from eznas.search import STRATEGIES
 
 
@@ -148,7 +149,7 @@ def _stats(args: argparse.Namespace) -> int:
     cfg = config.load(args.config) if args.config else config.Config()
     n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
     check_backend(backend, n_jobs, address)
-    exclude = used_indices(read_run(args.exclude_run, args.data_dir).pools, args.task) if args.exclude_run else None
+    exclude = used_indices(read_run(args.exclude_run, args.data_dir).used, args.task) if args.exclude_run else None
     records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     filled = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
@@ -211,15 +212,18 @@ def _evolve(args: argparse.Namespace) -> int:
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
-    p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
+    p.add_argument("--policy", default="accuracy", choices=POLICIES, help="row marked >>>> (default accuracy)")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
 
 @subcommand("inspect", "show the best programs and the Pareto front of a run", _inspect_arguments,
-            description="Hall of fame and Pareto front of a run. Policies mark one row with >>>>: 'accuracy' = highest "
-                        "pool fitness; 'parsimony' = smallest program within 0.01 of the highest pool fitness.")
+            description="Hall of fame and Pareto front of a run, with each program's mean tau on the run's validation "
+                        "and held-out networks (cached in RUN/heldout.json). Policies mark one row with >>>>: "
+                        "'accuracy' = highest pool fitness; 'parsimony' = smallest program within 0.01 of the highest "
+                        "pool fitness; 'validation' = smallest program within 0.01 of the highest mean tau on the "
+                        "validation tasks (tasks.validate), the published proxy's policy.")
 def _inspect(args: argparse.Namespace) -> int:
     from eznas.report import inspect_run
 
@@ -232,15 +236,21 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--rank", type=bounded(0, 999), default=0, help="hall-of-fame rank to export (default 0, the best)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank to export (default 0, the best)")
+    g.add_argument("--policy", choices=POLICIES, help="export the row this policy picks (see 'eznas inspect --help')")
     p.add_argument("-o", "--output", required=True, help="output .py file (its .json record is written beside it)")
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
 
 @subcommand("export", "write a discovered program as a standalone Python proxy", _export_arguments)
 def _export(args: argparse.Namespace) -> int:
     from eznas.export import export_run
+    from eznas.report import chosen_rank
 
-    target, record, infix = export_run(args.run, args.rank, args.output)
+    rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
+    target, record, infix = export_run(args.run, rank, args.output)
     print(f"wrote {target} and {record.name}: score = {infix}")
     return 0
 

@@ -5,7 +5,7 @@ Sections and keys (defaults in brackets)::
 
     [run]        seed [0], n_jobs [1], backend ["loky"], address [""], retries [2], timeout [0]
     [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
-                 aggregate ["mean"]
+                 aggregate ["mean"], validate [[]], validate_size [200]
     [probe]      (eznas.probe.ProbeSettings) batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
@@ -66,7 +66,9 @@ class TasksConfig:
                                 "nds:ResNeXt-A_in", "nds:ResNeXt-B_in")  # reported, never used for selection
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
     sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
-    heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
+    heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools and validation)
+    validate: tuple[str, ...] = ()  # tasks that choose the published program among the hall of fame (policy validation), never fitness
+    validate_size: int = 200  # networks per validation task (disjoint from evolution pools)
     aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b; or the mean tau per space family, then their space_mean, space_min or space_softmin
 
 
@@ -183,7 +185,12 @@ def _validate(c: Config, source: str) -> None:
     check(len(c.tasks.evolve) >= 1, "tasks.evolve", list(c.tasks.evolve), "name at least one task")
     for t in (*c.tasks.evolve, *c.tasks.heldout):
         parse_task(t)
-    for key in ("pool_size", "sample_size", "heldout_size"):
+    overlap = set(c.tasks.validate) & (set(c.tasks.evolve) | set(c.tasks.heldout))
+    check(not overlap, "tasks.validate", list(c.tasks.validate),
+          f"a validation task may be neither evolved on nor held out ({', '.join(sorted(overlap))} is)")
+    for t in c.tasks.validate:
+        parse_task(t)
+    for key in ("pool_size", "sample_size", "heldout_size", "validate_size"):
         check(2 <= getattr(c.tasks, key) <= MAX_NETWORKS, f"tasks.{key}", getattr(c.tasks, key),
               f"use 2..{MAX_NETWORKS:,} networks")
     check(c.tasks.sample_size <= c.tasks.pool_size, "tasks.sample_size", c.tasks.sample_size, "must not exceed tasks.pool_size")

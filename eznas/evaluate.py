@@ -304,7 +304,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     probe_cfg = _probe_config(seed, batch_size, run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
-    exclude = used_indices(run.pools, t.name) if run is not None else None
+    exclude = used_indices(run.used, t.name) if run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
     return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)

@@ -77,11 +77,21 @@ def used_indices(pools: dict[str, list[int]], task: str) -> set[int]:
     return used
 
 
-def heldout_records(task: str, config: config_mod.Config, pools: dict[str, list[int]],
-                    data_dir: str | None) -> list[dict[str, Any]]:
-    """Held-out networks of ``task``: a seeded sample disjoint from every evolution pool of the same space."""
-    records = benchmarks.sample(task, config.tasks.heldout_size, derive_seed(config.run.seed, "heldout", task),
+def validation_records(task: str, config: config_mod.Config, pools: dict[str, list[int]],
+                       data_dir: str | None) -> list[dict[str, Any]]:
+    """Validation networks of ``task`` (``tasks.validate``): a seeded sample disjoint from the evolution pools,
+    on which hall-of-fame programs are compared to choose one (policy ``validation``), never fitness."""
+    records = benchmarks.sample(task, config.tasks.validate_size, derive_seed(config.run.seed, "validate", task),
                                 data_dir, exclude=used_indices(pools, task))
+    return sorted(records, key=lambda r: r["index"])
+
+
+def heldout_records(task: str, config: config_mod.Config, used: dict[str, list[int]],
+                    data_dir: str | None) -> list[dict[str, Any]]:
+    """Held-out networks of ``task``: a seeded sample disjoint from every network the run ``used`` in the
+    same space (`RunInfo.used`: its evolution pools and its validation networks)."""
+    records = benchmarks.sample(task, config.tasks.heldout_size, derive_seed(config.run.seed, "heldout", task),
+                                data_dir, exclude=used_indices(used, task))
     return sorted(records, key=lambda r: r["index"])
 
 
@@ -219,11 +229,18 @@ def is_record(source: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What evaluations need of an evolution run: its config, pools and fitness per generation."""
+    """What evaluations need of an evolution run: its config, pools, validation networks and fitness
+    per generation."""
 
     config: config_mod.Config
-    pools: dict[str, list[int]]  # task -> benchmark indices
+    pools: dict[str, list[int]]  # evolution task -> benchmark indices
+    validation: dict[str, list[int]]  # validation task -> benchmark indices
     history: list[dict[str, Any]]  # per generation: gen, best, median, hof_fitness, ...
+
+    @property
+    def used(self) -> dict[str, list[int]]:
+        """Every network the run saw, by task: what a held-out evaluation leaves out (`used_indices`)."""
+        return {**self.pools, **self.validation}
 
 
 def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
@@ -238,7 +255,10 @@ def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
             raise EznasError(f"run record: {path} is damaged ({problem}); give the .json that 'eznas export' wrote")
         cfg = config_mod.from_dict(record["config"], source=str(path))
         pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}
-        return RunInfo(cfg, pools, record["fitness_history"])
-    ckpt = read_checkpoint(path)
-    return RunInfo(config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT)), ckpt["pools"],
-                   ckpt.get("history", []))
+        history = record["fitness_history"]
+    else:
+        ckpt = read_checkpoint(path)
+        cfg = config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT))
+        pools, history = ckpt["pools"], ckpt["history"]
+    validation = {t: [r["index"] for r in validation_records(t, cfg, pools, data_dir)] for t in cfg.tasks.validate}
+    return RunInfo(cfg, pools, validation, history)
