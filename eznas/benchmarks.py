@@ -148,7 +148,6 @@ def _read_nds(path: str) -> tuple[dict[str, Any], ...]:
     return tuple(records)
 
 
-
 @functools.lru_cache(maxsize=4)
 def _read_naslib(path: str, space: str, dataset: str) -> tuple[dict[str, Any], ...]:
     """Records of a NAS-Bench-Suite-Zero file ``{"nasbenchXXX": {dataset: {key: entry}}}``."""
