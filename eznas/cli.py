@@ -111,7 +111,7 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     if args.arch is not None:
         if task.space != "nb201":
-            raise EznasError("--arch takes an NB201 arch string; for NDS tasks use --index")
+            raise EznasError(f"--arch takes an NB201 arch string; for {task.name} use --index")
         index = benchmarks.arch_index(args.arch, args.data_dir)
     else:
         index = args.index
