@@ -24,7 +24,6 @@ samples move tau by several hundredths).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,13 +32,13 @@ from eznas import proxies
 from eznas.errors import guarded
 from eznas.evaluate import evaluate_tasks
 from eznas.files import write_atomic
-from eznas.options import add_sample_args, command_line
+from eznas.options import Parser, add_sample_args, command_line
 from eznas.tables.evaluations import NB201_TASKS, NDS_TASKS, baselines_report, csv_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every baseline on every task and write the Markdown and CSV reports."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     add_sample_args(parser, NB201_TASKS + NDS_TASKS, "results/baselines")
     parser.add_argument("--exclude-run", metavar="RUN",
                         help="leave the networks of this evolution run (its directory or the .json record of a proxy "

@@ -18,7 +18,6 @@ generation) beside them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from eznas import proxies
 from eznas.errors import guarded
 from eznas.evaluate import evaluate_tasks
 from eznas.files import write_atomic
-from eznas.options import add_sample_args, command_line
+from eznas.options import Parser, add_sample_args, command_line
 from eznas.plots import plot_fitness, scatter
 from eznas.run import read_run
 from eznas.tables.evaluations import csv_table, heldout_report
@@ -39,7 +38,7 @@ TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate the proxies on every held-out task and write the report, CSV and plots."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="evolution run whose networks are left out: its directory, or the "
                                                       ".json record of a proxy it produced")
     parser.add_argument("--proxy", action="append", default=[], help="extra PROXY (exported .py or its .json record, expression); repeatable")

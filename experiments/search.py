@@ -17,14 +17,13 @@ Writes OUT.md (the command line in its header, the summary table and every run) 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from eznas.errors import guarded
 from eznas.files import write_atomic
-from eznas.options import add_cache_dirs, add_data_dir, command_line
+from eznas.options import JOBS, Parser, add_cache_dirs, add_data_dir, bounded, command_line
 from eznas.search import STRATEGIES, SearchResult, search
 from eznas.tables.evaluations import NB201_TASKS
 from eznas.tables.searches import runs_csv, search_report, summary_csv
@@ -32,13 +31,13 @@ from eznas.tables.searches import runs_csv, search_report, summary_csv
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every (proxy, task, strategy, seed) search and write the reports after each one."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--proxies", required=True, help="comma-separated PROXY arguments (baselines, .py files)")
-    parser.add_argument("--budget", type=int, default=1000, help="architectures scored per search (default 1000)")
-    parser.add_argument("--seeds", type=int, default=5, help="search seeds 0..S-1 (default 5)")
+    parser.add_argument("--budget", type=bounded(1, 100_000), default=1000, help="architectures scored per search (default 1000)")
+    parser.add_argument("--seeds", type=bounded(1, 1000), default=5, help="search seeds 0..S-1 (default 5)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default random,rea)")
     parser.add_argument("--tasks", default=",".join(NB201_TASKS), help="comma-separated task ids (default: NB201)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
+    parser.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
     parser.add_argument("--out", required=True, help="output prefix: writes OUT.md, OUT.csv and OUT_runs.csv")
     add_data_dir(parser)
     add_cache_dirs(parser)

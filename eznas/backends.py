@@ -33,11 +33,12 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from eznas.errors import EznasError
-from eznas.jobs import call, one_line
+from eznas.jobs import one_line
 
 BACKENDS = ("loky", "threading", "sequential", "dask", "ray")
 LOKY_IDLE_SECONDS = 300  # loky workers idle this long exit; kept alive between generations
 CONNECT_SECONDS = 30  # waiting for a dask scheduler to answer and to have a worker
+MAX_JOBS = 256  # workers one eznas process may ask for
 
 _CLIENTS: dict[tuple[str, int], Any] = {}  # (address, local workers) -> dask Client, kept for the process
 
@@ -53,11 +54,14 @@ class Pool(abc.ABC):
         Workers sharing a machine's cores, for the torch thread count (0: leave it).
     breaks_together : bool
         Whether one dead worker fails every job in flight (loky).
+    children : bool
+        Whether jobs run in worker processes this process started, which must end when it dies.
     """
 
     slots = 1
     share = 0
     breaks_together = False
+    children = False
 
     @abc.abstractmethod
     def submit(self, func: Callable[..., Any], *args: Any) -> cf.Future:
@@ -92,11 +96,11 @@ class _InProcessPool(Pool):
 class _ThreadPool(Pool):
     """threading: ``n_jobs`` threads of the caller; a timed-out job is abandoned, not stopped."""
 
-    def __init__(self, n_jobs: int) -> None:
-        self.slots = self.share = n_jobs
+    def __init__(self, workers: int, share: int) -> None:
+        self.slots, self.share = workers, share
         torch = sys.modules.get("torch")
         self._torch_threads = torch.get_num_threads() if torch is not None else 0
-        self._executor = cf.ThreadPoolExecutor(n_jobs, thread_name_prefix="eznas-job")
+        self._executor = cf.ThreadPoolExecutor(workers, thread_name_prefix="eznas-job")
 
     def submit(self, func: Callable[..., Any], *args: Any) -> cf.Future:
         return self._executor.submit(func, *args)
@@ -118,16 +122,23 @@ class _LokyPool(Pool):
     """loky: joblib's reusable process executor, replaced when a worker dies or on a timeout."""
 
     breaks_together = True
+    children = True
 
-    def __init__(self, n_jobs: int) -> None:
-        self.slots = self.share = n_jobs
+    _started = 0  # workers of the process's loky executor: a smaller call keeps them (see `_get`)
+
+    def __init__(self, workers: int, share: int) -> None:
+        self.slots, self.share = workers, share
         # a worker that ends on its idle timeout as jobs arrive makes loky warn; the jobs go on in a new worker
         warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
                                 category=UserWarning)
         self._executor = self._get()
 
     def _get(self) -> Any:
-        return get_reusable_executor(max_workers=self.slots, timeout=LOKY_IDLE_SECONDS, initializer=_no_leak_guard)
+        """The reusable executor, with at least the workers it has: asked for fewer, loky would end
+        some, and with them what they keep between calls (`eznas.resident`)."""
+        _LokyPool._started = max(_LokyPool._started, self.slots)
+        return get_reusable_executor(max_workers=_LokyPool._started, timeout=LOKY_IDLE_SECONDS,
+                                     initializer=_no_leak_guard)
 
     def submit(self, func: Callable[..., Any], *args: Any) -> cf.Future:
         try:
@@ -213,7 +224,7 @@ class _RayPool(Pool):
 
     def __init__(self, n_jobs: int, address: str) -> None:
         self._ray = ray = _ray_session(n_jobs, address)
-        self._remote = ray.remote(max_retries=0)(call)
+        self._remote = ray.remote(max_retries=0)(_apply)
         self.slots = max(1, int(ray.cluster_resources().get("CPU", n_jobs)))
         self.share = n_jobs
         self._refs: dict[cf.Future, Any] = {}
@@ -234,6 +245,11 @@ class _RayPool(Pool):
             ref = self._refs.pop(future, None)
             if ref is not None:
                 self._ray.cancel(ref, force=True)
+
+
+def _apply(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)``: what a ray worker runs (ray wraps one remote function; ``func`` is `eznas.jobs.call`)."""
+    return func(*args)
 
 
 def _ray_session(n_jobs: int, address: str) -> Any:
@@ -310,8 +326,8 @@ def require(backend: str, n_jobs: int) -> None:
     """Fail early, with the fix, on an unknown backend, a bad worker count or a missing package."""
     if backend not in BACKENDS:
         raise EznasError(f"unknown backend {backend!r}: use loky, threading, sequential, dask or ray")
-    if n_jobs < 1:
-        raise EznasError(f"the number of parallel workers (--jobs / run.n_jobs) must be 1 or more, not {n_jobs}")
+    if not 1 <= n_jobs <= MAX_JOBS:
+        raise EznasError(f"the number of parallel workers (--jobs / run.n_jobs) must be 1 to {MAX_JOBS}, not {n_jobs}")
     try:
         if backend == "dask":
             import dask.distributed  # noqa: F401
@@ -339,6 +355,10 @@ def check_backend(backend: str, n_jobs: int = 1, address: str = "") -> None:
         What is wrong, and how to fix it.
     """
     require(backend, n_jobs)
+    cores = os.cpu_count() or 1
+    if backend in ("loky", "threading") and n_jobs > cores:
+        warnings.warn(f"{n_jobs} workers on a machine with {cores} cores: they will share them (slower, more memory)",
+                      RuntimeWarning, stacklevel=2)
     if address and backend == "dask":
         _dask_client(n_jobs, address)
     elif address and backend == "ray":
@@ -350,14 +370,20 @@ def in_process(backend: str, n_jobs: int) -> bool:
     return backend == "sequential" or (backend in ("loky", "threading") and n_jobs == 1)
 
 
-def open_pool(backend: str, n_jobs: int, address: str) -> Pool:
-    """A pool of ``backend`` (see `in_process` for when jobs run in the calling process)."""
+def open_pool(backend: str, n_jobs: int, address: str, jobs: int) -> Pool:
+    """A pool of ``backend`` for ``jobs`` jobs (see `in_process` for when they run in the calling process).
+
+    Threads and loky processes: at most ``max(2, jobs)`` workers start, however large ``n_jobs`` is
+    (three networks need no more than three processes); each runs with the torch thread share of
+    ``n_jobs`` workers, so results do not depend on the cap.
+    """
     if in_process(backend, n_jobs):
         return _InProcessPool()
+    workers = min(n_jobs, max(2, jobs))
     if backend == "threading":
-        return _ThreadPool(n_jobs)
+        return _ThreadPool(workers, n_jobs)
     if backend == "loky":
-        return _LokyPool(n_jobs)
+        return _LokyPool(workers, n_jobs)
     if backend == "dask":
         return _DaskPool(n_jobs, address)
     return _RayPool(n_jobs, address)

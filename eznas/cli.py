@@ -18,8 +18,9 @@ from pathlib import Path
 from eznas import proxies
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import add_cache_dirs, add_data_dir
+from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, bounded
 from eznas.backends import BACKENDS, check_backend
+from eznas.report import POLICIES
 from eznas.search import STRATEGIES
 
 
@@ -51,7 +52,7 @@ def subcommand(name: str, help: str, arguments: Callable[[argparse.ArgumentParse
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
+    parser = Parser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in SUBCOMMANDS.items():
         command.arguments(sub.add_parser(name, help=command.help, description=command.description))
@@ -68,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
     note = " (default: from the config)" if defaults_from_config else ""
-    p.add_argument("--jobs", type=int, default=None, help=f"parallel workers{note or ' (default 1)'}")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=None, help=f"parallel workers{note or ' (default 1)'}")
     p.add_argument("--backend", default=None, choices=BACKENDS, help=f"joblib backend{note or ' (default loky)'}")
     p.add_argument("--address", default=None, help="dask scheduler or ray cluster address")
 
 
 def _add_sample(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--n", type=int, default=200, help=f"networks to {what}, a seeded sample (default 200)")
+    g.add_argument("--n", type=bounded(2, 100_000), default=200, help=f"networks to {what}, a seeded sample (default 200)")
     g.add_argument("--all", action="store_true", help=f"{what} every network of the task")
 
 
@@ -110,7 +111,7 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     if args.arch is not None:
         if task.space != "nb201":
-            raise EznasError("--arch takes an NB201 arch string; for NDS tasks use --index")
+            raise EznasError(f"--arch takes an NB201 arch string; for {task.name} use --index")
         index = benchmarks.arch_index(args.arch, args.data_dir)
     else:
         index = args.index
@@ -128,7 +129,7 @@ def _info(args: argparse.Namespace) -> int:
 def _stats_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
     _add_sample(p, "probe")
-    p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample seed (default 0)")
     _add_exclude_run(p)
     p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
                                     "(default: built-in defaults)")
@@ -148,12 +149,15 @@ def _stats(args: argparse.Namespace) -> int:
     cfg = config.load(args.config) if args.config else config.Config()
     n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
     check_backend(backend, n_jobs, address)
-    exclude = used_indices(read_run(args.exclude_run, args.data_dir).pools, args.task) if args.exclude_run else None
+    exclude = used_indices(read_run(args.exclude_run, args.data_dir).used, args.task) if args.exclude_run else None
     records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     filled = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
                         retries=cfg.run.retries, timeout=cfg.run.job_timeout)
     done, failed = len(filled.seconds), len(filled.failed)
+    if failed and not done and all(r["index"] in filled.failed for r in records):
+        raise EznasError(f"{args.task}: every one of the {failed} networks failed "
+                         f"({next(iter(filled.failed.values()))}); fix the cause (see the warnings above)")
     print(f"{args.task}: {len(records)} networks, {done} computed, {failed} failed, "
           f"{len(records) - done - failed} already cached in {cache.root}")
     return 0
@@ -166,7 +170,7 @@ def _evolve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoint written there every generation)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
-    p.add_argument("--seed", type=int, help="override run.seed")
+    p.add_argument("--seed", type=bounded(*SEED), help="override run.seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
     _add_parallel(p, defaults_from_config=True)
@@ -190,6 +194,7 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
 @subcommand("evolve", "launch or resume an evolution run", _evolve_arguments)
 def _evolve(args: argparse.Namespace) -> int:
     from eznas import config, evolve
+    from eznas import gp as programs
 
     cfg = config.load(args.config, _run_overrides(args))
     check_backend(cfg.run.backend, cfg.run.n_jobs, cfg.run.address)
@@ -197,7 +202,7 @@ def _evolve(args: argparse.Namespace) -> int:
     best = evolve.hall_of_fame(state.scored, 1)
     if best:
         b = best[0]
-        print(f"best: {b['infix']}")
+        print(f"best: {programs.infix(programs.parse(b['expr']))}")
         print("  pool tau: " + ", ".join(f"{t} {v:+.4f}" for t, v in b["taus"].items()) + f"; fitness {b['fitness']:+.4f}")
     return 0
 
@@ -206,16 +211,19 @@ def _evolve(args: argparse.Namespace) -> int:
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to show (default 10)")
-    p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
+    p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
+    p.add_argument("--policy", default="accuracy", choices=POLICIES, help="row marked >>>> (default accuracy)")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
 
 @subcommand("inspect", "show the best programs and the Pareto front of a run", _inspect_arguments,
-            description="Hall of fame and Pareto front of a run. Policies mark one row with >>>>: 'accuracy' = highest "
-                        "pool fitness; 'parsimony' = smallest program within 0.01 of the highest pool fitness.")
+            description="Hall of fame and Pareto front of a run, with each program's mean tau on the run's validation "
+                        "and held-out networks (cached in RUN/heldout.json). Policies mark one row with >>>>: "
+                        "'accuracy' = highest pool fitness; 'parsimony' = smallest program within 0.01 of the highest "
+                        "pool fitness; 'validation' = smallest program within 0.01 of the highest mean tau on the "
+                        "validation tasks (tasks.validate), the published proxy's policy.")
 def _inspect(args: argparse.Namespace) -> int:
     from eznas.report import inspect_run
 
@@ -228,15 +236,21 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--rank", type=int, default=0, help="hall-of-fame rank to export (default 0, the best)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank to export (default 0, the best)")
+    g.add_argument("--policy", choices=POLICIES, help="export the row this policy picks (see 'eznas inspect --help')")
     p.add_argument("-o", "--output", required=True, help="output .py file (its .json record is written beside it)")
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
 
 @subcommand("export", "write a discovered program as a standalone Python proxy", _export_arguments)
 def _export(args: argparse.Namespace) -> int:
     from eznas.export import export_run
+    from eznas.report import chosen_rank
 
-    target, record, infix = export_run(args.run, args.rank, args.output)
+    rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
+    target, record, infix = export_run(args.run, rank, args.output)
     print(f"wrote {target} and {record.name}: score = {infix}")
     return 0
 
@@ -253,8 +267,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("proxy", metavar="PROXY", help="baseline name, path to a .py proxy file, or expression string")
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 or nds:DARTS_in")
     _add_sample(p, "evaluate")
-    p.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
     _add_exclude_run(p)
     p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
@@ -296,9 +310,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", required=True, help="baseline name, path to a .py proxy file, or expression string")
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 (rea: NB201 tasks only)")
     p.add_argument("--strategy", default="rea", choices=STRATEGIES, help="search strategy (default rea)")
-    p.add_argument("--budget", type=int, default=1000, help="distinct architectures to score (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
+    p.add_argument("--budget", type=bounded(1, 100_000), default=1000, help="distinct architectures to score (default 1000)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="seed of the search's random choices (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
     p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
     add_data_dir(p)
     add_cache_dirs(p)

@@ -304,7 +304,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     probe_cfg = _probe_config(seed, batch_size, run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
-    exclude = used_indices(run.pools, t.name) if run is not None else None
+    exclude = used_indices(run.used, t.name) if run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
     return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)
@@ -329,11 +329,16 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
     run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
     scores = Path(scores_dir) if scores_dir is not None else root / SCORES_DIR
     caches = [ScoreCache(scores, s, t.name, NET_SEED, seed, batch_size) for s in specs]
+    if any(c.get(r["index"]) is None for c in caches for r in records):
+        inputs.batch(t, batch_size, seed, "real", run.data_dir)  # bad input data: one error before any job
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
     lost = _score_networks(run, [specs[i] for i in net_level], [caches[i] for i in net_level], records)
     for spec, cache in zip(specs, caches):
         if spec.kind == "expression":
             lost.update(_score_expression(run, spec, cache, records))
+    if records and all(r["index"] in lost for r in records):
+        raise EznasError(f"{t.name}: every one of the {len(records)} networks failed ({next(iter(lost.values()))}); "
+                         "fix the cause (see the warnings above) and run again: what was scored is kept")
     return [_collect(s, c, records, run, lost) for s, c in zip(specs, caches)]
 
 

@@ -39,6 +39,7 @@ from eznas.run import (CHECKPOINT, CHECKPOINT_VERSION, derive_seed, pool_records
                        read_record, write_checkpoint, write_config)
 from eznas.statsbatch import StatsBatch, concat
 
+RUN_PLACEMENT_KEYS = ("n_jobs", "backend", "address", "retries", "timeout")  # [run] keys that change no result
 PHENOTYPE_DIGITS = 12  # per-task taus equal to this many digits: the same phenotype in the hall of fame
 
 
@@ -347,6 +348,11 @@ def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, ech
     return pools, indices
 
 
+def _results_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the keys that cannot change a run's results (where and how its jobs run)."""
+    return {**config, "run": {k: v for k, v in config.get("run", {}).items() if k not in RUN_PLACEMENT_KEYS}}
+
+
 def run(config: Config, out: str | os.PathLike, resume: bool = False, force: bool = False,
         data_dir: str | None = None, cache_dir: str | None = None, echo: Callable[[str], None] = print) -> State:
     """Run (or resume) an evolution into ``out``; returns the final state."""
@@ -354,8 +360,10 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
     prepare(out, resume, force)
     if resume:
         saved = read_checkpoint(out)
-        if saved["config"] != config.to_dict():
-            raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config (see {out / 'config.json'}) or --force")
+        if _results_config(saved["config"]) != _results_config(config.to_dict()):
+            raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config "
+                             f"(see {out / 'config.json'}; only [run] n_jobs, backend, address, retries and timeout "
+                             "may change) or --force")
     seeds = [] if resume else seed_programs(config)  # read before the pools: a bad seed fails at once
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     pools, indices = evolution_pools(config, cache, data_dir, echo)

@@ -23,7 +23,7 @@ from eznas import config as config_mod
 from eznas import gp as programs
 from eznas import probe as probe_module
 from eznas.errors import EznasError
-from eznas.files import write_atomic
+from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
 from eznas.run import CHECKPOINT, read_checkpoint, run_record
@@ -161,7 +161,8 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike) -> 
     cfg = config_mod.from_dict(ckpt["config"], source=str(out / CHECKPOINT))
     info = {"run": str(out), "rank": rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
             "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": dataclasses.asdict(cfg.probe)}
-    fix = "choose another -o path"
-    write_atomic(target, export_source(row["expr"], cfg.probe, info), fix=fix)
-    write_atomic(record, json.dumps(run_record(ckpt, rank, str(out)), indent=1), fix=fix)
-    return target, record, row["infix"]
+    for path in (target, record):
+        remove_stale(path.parent, f".{path.name}.*.tmp")  # left by an export that was killed
+    write_together([(target, export_source(row["expr"], cfg.probe, info)),
+                    (record, json.dumps(run_record(ckpt, rank, str(out)), indent=1))], fix="choose another -o path")
+    return target, record, programs.infix(programs.parse(row["expr"]))

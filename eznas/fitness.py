@@ -28,8 +28,10 @@ from deap import gp
 import primitives
 from eznas import gp as programs
 from eznas.statsbatch import StatsBatch
+from eznas.tasks import family
 
 WORST = -1.0
+SOFTMIN_TEMPERATURE = 0.05  # of the space_softmin aggregate: a family 0.1 below the others weighs e^2 more
 HEAP_KEEP_BYTES = 1 << 30  # freed memory an evaluating process keeps for reuse (see `_reuse_freed_memory`)
 TAU_BLOCK = 1 << 24  # pair comparisons held in memory at once by `kendall_taus`
 
@@ -221,14 +223,25 @@ def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mea
 
 
 def aggregate_taus(taus: dict[str, float], aggregate: str) -> float:
-    """One fitness from per-task taus: ``"mean"`` over tasks, ``"min"`` over tasks, or
-    ``"space_mean"``: the mean over search spaces (``nb201``, ``nds``) of the mean over each
-    space's tasks, so that a space counts the same however many of its tasks are evolved on."""
+    """One fitness from per-task taus.
+
+    ``"mean"`` or ``"min"`` over tasks; over search-space families (`eznas.tasks.family`: the
+    mean tau of each family's tasks, so a family counts the same however many of its tasks are
+    evolved on): ``"space_mean"`` their mean, ``"space_min"`` their minimum, ``"space_softmin"``
+    the soft minimum ``-T log mean exp(-tau / T)`` with T = `SOFTMIN_TEMPERATURE`, which rewards
+    the worst family most while every family still counts.
+    """
     if aggregate == "min":
         return float(min(taus.values()))
-    if aggregate == "space_mean":
-        spaces: dict[str, list[float]] = {}
-        for task, tau in taus.items():
-            spaces.setdefault(task.partition(":")[0], []).append(tau)
-        return float(np.mean([np.mean(v) for v in spaces.values()]))
-    return float(np.mean(list(taus.values())))
+    if aggregate == "mean":
+        return float(np.mean(list(taus.values())))
+    families: dict[str, list[float]] = {}
+    for task, tau in taus.items():
+        families.setdefault(family(task), []).append(tau)
+    means = np.array([np.mean(v) for v in families.values()])
+    if aggregate == "space_min":
+        return float(means.min())
+    if aggregate == "space_softmin":
+        low = means.min()  # shifted for a stable log-sum-exp
+        return float(low - SOFTMIN_TEMPERATURE * math.log(np.mean(np.exp(-(means - low) / SOFTMIN_TEMPERATURE))))
+    return float(means.mean())

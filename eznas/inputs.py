@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -64,8 +65,11 @@ def _load_images(path: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as d:
             images, labels = d["images"], d["labels"]
-    except (OSError, ValueError, KeyError) as e:
-        raise EznasError(f"{path}: unreadable image archive ({e}); restore the .npz with 'images' and 'labels'") from None
-    if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise EznasError(f"{path}: unreadable image archive ({reason}); restore the .npz with 'images' and 'labels' "
+                         "(eznas data fetch --only images)") from None
+    if (images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or labels.ndim != 1
+            or len(images) != len(labels) or not np.issubdtype(labels.dtype, np.integer)):
         raise EznasError(f"{path}: expected images uint8 [N,32,32,3] and labels [N], got {images.shape} and {labels.shape}")
     return images, labels

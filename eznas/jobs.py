@@ -14,13 +14,17 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
+PARENT_POLL_SECONDS = 1.0  # a worker process checks this often whether eznas is still alive
 _SLOT: contextvars.ContextVar[int] = contextvars.ContextVar("eznas_worker_slot", default=0)
+_WATCHING = False  # whether this process runs `exit_with_parent`'s thread
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,16 @@ def worker_threads(n_jobs: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, n_jobs))
 
 
-def call(func: Callable[..., Any], args: tuple[Any, ...], slot: int, share: int) -> Any:
+def call(func: Callable[..., Any], args: tuple[Any, ...], slot: int, share: int, child: bool = False) -> Any:
     """Run one job where it landed: set its slot and thread count; an exception becomes `Raised`.
 
     ``share`` is the number of workers sharing this machine's cores (0: leave torch threads as
-    they are). Torch threads are set only when the job's code has loaded torch.
+    they are). Torch threads are set only when the job's code has loaded torch. ``child``: the
+    job runs in a worker process that eznas started (loky), which then ends itself as soon as
+    eznas dies (`exit_with_parent`), rather than run on, orphaned, holding its memory.
     """
+    if child:
+        exit_with_parent()
     torch = sys.modules.get("torch")
     if share and torch is not None:
         threads = worker_threads(share)
@@ -97,6 +105,22 @@ def call(func: Callable[..., Any], args: tuple[Any, ...], slot: int, share: int)
         return Raised(_describe(exc))
     finally:
         _SLOT.reset(token)
+
+
+def exit_with_parent() -> None:
+    """Start (once per process) a daemon thread that ends this process when its parent process dies."""
+    global _WATCHING
+    if _WATCHING:
+        return
+    _WATCHING = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)  # orphaned: the parent died without stopping us (kill -9)
+
+    threading.Thread(target=watch, name="eznas-parent-watch", daemon=True).start()
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

@@ -121,7 +121,7 @@ class _Scheduler:
         slot = heapq.heappop(self.free)
         func, args = self.jobs[index]
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
-        future = self.pool.submit(call, func, args, slot, self.pool.share)
+        future = self.pool.submit(call, func, args, slot, self.pool.share, self.pool.children)
         self.running[future] = _Attempt(index, slot, deadline, alone)
 
     def _time_left(self) -> float | None:
@@ -240,4 +240,4 @@ def run_tasks(jobs: Sequence[Job], n_jobs: int = 1, backend: str = "loky", addre
 def _results(jobs: list[Job], n_jobs: int, backend: str, address: str, retries: int, timeout: float | None,
              labels: Sequence[str] | None) -> Iterator[Any]:
     if jobs:  # the pool (a local cluster, maybe) opens at the first result asked for
-        yield from _Scheduler(open_pool(backend, n_jobs, address), jobs, retries, timeout, labels)
+        yield from _Scheduler(open_pool(backend, n_jobs, address, len(jobs)), jobs, retries, timeout, labels)

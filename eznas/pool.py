@@ -21,7 +21,7 @@ from eznas import inputs
 from eznas.cache import StatsCache, stats_key
 from eznas.errors import EznasError
 from eznas.parallel import Failed, run_tasks
-from eznas.probe import PROBE_VERSION, NetworkStats, ProbeSettings, probe
+from eznas.probe import LAYER_SCALARS, PROBE_VERSION, NetworkStats, ProbeSettings, probe
 from eznas.spaces import build_network
 from eznas.statsbatch import StatsBatch, stack
 from eznas.tasks import parse_task
@@ -34,6 +34,13 @@ def network_key(task: str, arch: Any, cfg: ProbeSettings) -> str:
     return stats_key(task=task, arch=arch, net_seed=cfg.net_seed,
                      batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
                      probe=cfg.cache_fields(), version=PROBE_VERSION)
+
+
+def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
+    """The shape of each per-layer statistic after its layer axis, as the probe makes it with ``cfg``."""
+    r, c, n, f = cfg.weight_rows, cfg.weight_cols, cfg.batch_size, cfg.features
+    return {"W": (r, c), "dW": (r, c), "H": (r, c), "A": (n, f), "G": (n, f), "KA": (n, n), "KG": (n, n), "KS": (n, n),
+            **{name: () for name in LAYER_SCALARS}}
 
 
 def compute_stats(task: str, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
@@ -81,6 +88,8 @@ def fill_cache(
     filled = Filled({}, {})
     if not todo:
         return filled
+    inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)  # bad input data: one error, not N
+    cache.check_writable()
     bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
@@ -113,8 +122,8 @@ def load_pool(
     stats = []
     for r in kept:
         key = network_key(task, r["arch"], cfg)
-        s = cache.load(key)
-        if s is None:  # corrupt file: the cache warned; recompute in-process
+        s = cache.load(key, stat_shapes(cfg))
+        if s is None:  # damaged file: the cache warned; recompute in-process
             s = compute_stats(task, r["arch"], cfg, data_dir)
             cache.save(key, s, {"task": task, "arch": r["arch"]})
         stats.append(s)

@@ -4,13 +4,19 @@ Policies choose the row marked ``>>>>`` (PySR style):
 
 - ``accuracy``: the highest pool fitness.
 - ``parsimony``: the smallest program whose pool fitness is within 0.01 of the highest.
+- ``validation``: the smallest program whose mean tau on the validation tasks (``tasks.validate``:
+  networks disjoint from the pools, never used for fitness) is within 0.01 of the highest; the
+  policy behind the published proxy, so that the pick is not the program most fitted to the pools.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from eznas import gp as programs
 from eznas.cache import StatsCache
@@ -19,37 +25,53 @@ from eznas.files import write_atomic
 from eznas.fitness import Evaluator, evaluate
 from eznas.plots import plot_fitness
 from eznas.pool import load_pool
-from eznas.run import heldout_records, read_checkpoint, read_heldout, read_run, write_heldout
+from eznas.run import (heldout_records, read_checkpoint, read_heldout, read_run, validation_records,
+                       write_heldout)
 from eznas.tables.runs import front_csv, table
 
-POLICIES = ("accuracy", "parsimony")
+POLICIES = ("accuracy", "parsimony", "validation")
+CLOSE = 0.01  # parsimony and validation: programs this close to the best count as equally good
 
 
-def choose(rows: list[dict[str, Any]], policy: str) -> int:
-    """Index of the row a selection policy picks."""
+def choose(rows: list[dict[str, Any]], policy: str, validation: dict[str, float] | None = None) -> int:
+    """Index of the row a selection policy picks (``validation``: program -> mean validation tau)."""
     if policy not in POLICIES:
-        raise EznasError(f"unknown policy {policy!r}: use {' or '.join(POLICIES)}")
+        raise EznasError(f"unknown policy {policy!r}: use {', '.join(POLICIES)}")
     if not rows:
         return 0
+    if policy == "validation":
+        if not validation:
+            raise EznasError("policy 'validation' needs validation taus: the run's config must name "
+                             "tasks.validate, and held-out scoring must not be skipped")
+        score = [validation[r["expr"]] for r in rows]
+        close = [i for i, v in enumerate(score) if v >= max(score) - CLOSE]
+        return min(close, key=lambda i: (rows[i]["size"], -score[i]))
     top = max(r["fitness"] for r in rows)
     if policy == "accuracy":
         return min(i for i, r in enumerate(rows) if r["fitness"] == top)
-    close = [i for i, r in enumerate(rows) if r["fitness"] >= top - 0.01]
+    close = [i for i, r in enumerate(rows) if r["fitness"] >= top - CLOSE]
     return min(close, key=lambda i: (rows[i]["size"], -rows[i]["fitness"]))
 
 
-def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_dir: str | None = None) -> dict[str, dict[str, float]]:
-    """Kendall tau of each program on every held-out task (cached in ``heldout.json``)."""
-    run = read_run(out)
+def unseen_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_dir: str | None = None,
+                echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Kendall tau-b of each program on every validation and held-out task of the run (program -> task ->
+    tau), on networks it never evolved on; cached in ``heldout.json``, so only new programs are scored.
+    Says on ``echo`` what it scores (a first look may probe the networks: minutes, with a progress bar)."""
+    run = read_run(out, data_dir)
     cfg = run.config
+    tasks = [*cfg.tasks.validate, *cfg.tasks.heldout]
     known = read_heldout(out)
-    todo = [e for e in exprs if e not in known or set(known[e]) != set(cfg.tasks.heldout)]
-    if todo and cfg.tasks.heldout:
+    todo = [e for e in exprs if not set(tasks) <= set(known.get(e, {}))]
+    if todo and tasks:
         cache = StatsCache(cache_dir) if cache_dir else StatsCache()
-        for task in cfg.tasks.heldout:
-            records = heldout_records(task, cfg, run.pools, data_dir)
-            batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address, data_dir,
-                              retries=cfg.run.retries, timeout=cfg.run.job_timeout)
+        for task in tasks:
+            records = (validation_records(task, cfg, run.pools, data_dir) if task in cfg.tasks.validate else
+                       heldout_records(task, cfg, run.used, data_dir))
+            echo(f"scoring {len(todo)} programs on {len(records)} unseen networks of {task} "
+                 "(statistics cached; --no-heldout skips this)")
+            batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address,
+                              data_dir, retries=cfg.run.retries, timeout=cfg.run.job_timeout)
             evaluator = Evaluator(batch)
             for e in todo:
                 known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e), penalise_ties=False).taus[task]
@@ -57,21 +79,50 @@ def heldout_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache
     return {e: known.get(e, {}) for e in exprs}
 
 
+def mean_taus(taus: dict[str, dict[str, float]], tasks: Sequence[str]) -> dict[str, float]:
+    """Each program's mean tau over ``tasks`` (programs lacking one of them are left out)."""
+    return {e: float(np.mean([t[k] for k in tasks])) for e, t in taus.items() if tasks and set(tasks) <= set(t)}
+
+
+def _rendered(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its infix form rendered from its parsed program (never the file's own text,
+    which could hold terminal control characters)."""
+    return {**row, "infix": programs.infix(programs.parse(row["expr"]))}
+
+
 def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy", heldout: bool = True,
                 data_dir: str | None = None, cache_dir: str | None = None) -> str:
     """The text report of a run directory (hall of fame, Pareto front), writing fitness.png and front.csv."""
     out = Path(out)
     ckpt = read_checkpoint(out)
-    hof = ckpt["hall_of_fame"][:top]
-    front = ckpt["pareto_front"]
-    ho = heldout_taus(out, [r["expr"] for r in hof + front], data_dir, cache_dir) if heldout else {}
+    cfg = read_run(out, data_dir).config
+    hof = [_rendered(r) for r in ckpt["hall_of_fame"][:top]]
+    front = [_rendered(r) for r in ckpt["pareto_front"]]
+    unseen = unseen_taus(out, [r["expr"] for r in hof + front], data_dir, cache_dir) if heldout else {}
+    validation = mean_taus(unseen, cfg.tasks.validate)
+    columns = {"valid": validation, "heldout": mean_taus(unseen, cfg.tasks.heldout)}
     plot = plot_fitness(out, ckpt["history"]) if ckpt["history"] else None
-    write_atomic(out / "front.csv", front_csv(front, ho))
+    kinds = {**{t: "heldout" for t in cfg.tasks.heldout}, **{t: "validate" for t in cfg.tasks.validate}}
+    write_atomic(out / "front.csv", front_csv(front, unseen, kinds))
     done = ckpt["next_generation"] - 1
-    parts = [f"run {out}: generation {done} of {ckpt['config']['evolution']['generations']}, "
+    note = "".join(f"\n'{name}': mean tau over {', '.join(tasks)} (heldout.json)" for name, tasks in
+                   (("valid", cfg.tasks.validate), ("heldout", cfg.tasks.heldout)) if tasks and unseen)
+    parts = [f"run {out}: generation {done} of {cfg.evolution.generations}, "
              f"{len(ckpt['scored'])} programs scored on the whole pool, {ckpt['elapsed'] / 60:.1f} min",
-             f"\nHall of fame (policy '{policy}' marks >>>>):", table(hof, choose(hof, policy), ho),
-             "\nPareto front (size vs pool fitness):", table(front, choose(front, policy), ho)]
+             f"\nHall of fame (policy '{policy}' marks >>>>):", table(hof, choose(hof, policy, validation), columns),
+             "\nPareto front (size vs pool fitness):", table(front, choose(front, policy, validation), columns) + note]
     if plot:
         parts.append(f"\nwrote {plot} and {out / 'front.csv'}")
     return "\n".join(parts)
+
+
+def chosen_rank(out: str | os.PathLike, policy: str, data_dir: str | None = None, cache_dir: str | None = None) -> int:
+    """The hall-of-fame rank a selection policy picks (scoring the programs on validation networks first
+    for ``validation``)."""
+    out = Path(out)
+    hof = read_checkpoint(out)["hall_of_fame"]
+    validation = {}
+    if policy == "validation":
+        validate = read_run(out, data_dir).config.tasks.validate
+        validation = mean_taus(unseen_taus(out, [r["expr"] for r in hof], data_dir, cache_dir), validate)
+    return choose(hof, policy, validation)

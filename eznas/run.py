@@ -23,19 +23,26 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eznas import benchmarks, config as config_mod
 from eznas.errors import EznasError
-from eznas.files import write_atomic
+from eznas.files import mismatch, read_json, remove_stale, write_atomic
 from eznas.tasks import parse_task
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_KEYS = ("version", "config", "next_generation", "population", "fitness", "scored", "hall_of_fame",
-                   "pareto_front", "history", "pools", "elapsed")
+PROGRAM_ROW = {"expr": str, "infix": str, "size": int, "depth": int, "fitness": float, "taus": {str: float},
+               "generation": int}  # a program scored on the whole pool
+HISTORY_ROW = {"gen": int, "best": float, "median": float, "hof_fitness": float, "seconds": float}
+CHECKPOINT_SCHEMA = {"version": int, "config": dict, "next_generation": int, "population": [str], "fitness": [float],
+                     "scored": {str: PROGRAM_ROW}, "hall_of_fame": [PROGRAM_ROW], "pareto_front": [PROGRAM_ROW],
+                     "history": [HISTORY_ROW], "pools": {str: [int]}, "elapsed": float}
+CHECKPOINT_KEYS = tuple(CHECKPOINT_SCHEMA)
+RECORD_SCHEMA = {"expression": str, "config": dict, "fitness_history": [HISTORY_ROW]}  # what read_run needs
 LOG = "log.jsonl"
 CONFIG = "config.json"
 HELDOUT = "heldout.json"
@@ -70,11 +77,21 @@ def used_indices(pools: dict[str, list[int]], task: str) -> set[int]:
     return used
 
 
-def heldout_records(task: str, config: config_mod.Config, pools: dict[str, list[int]],
-                    data_dir: str | None) -> list[dict[str, Any]]:
-    """Held-out networks of ``task``: a seeded sample disjoint from every evolution pool of the same space."""
-    records = benchmarks.sample(task, config.tasks.heldout_size, derive_seed(config.run.seed, "heldout", task),
+def validation_records(task: str, config: config_mod.Config, pools: dict[str, list[int]],
+                       data_dir: str | None) -> list[dict[str, Any]]:
+    """Validation networks of ``task`` (``tasks.validate``): a seeded sample disjoint from the evolution pools,
+    on which hall-of-fame programs are compared to choose one (policy ``validation``), never fitness."""
+    records = benchmarks.sample(task, config.tasks.validate_size, derive_seed(config.run.seed, "validate", task),
                                 data_dir, exclude=used_indices(pools, task))
+    return sorted(records, key=lambda r: r["index"])
+
+
+def heldout_records(task: str, config: config_mod.Config, used: dict[str, list[int]],
+                    data_dir: str | None) -> list[dict[str, Any]]:
+    """Held-out networks of ``task``: a seeded sample disjoint from every network the run ``used`` in the
+    same space (`RunInfo.used`: its evolution pools and its validation networks)."""
+    records = benchmarks.sample(task, config.tasks.heldout_size, derive_seed(config.run.seed, "heldout", task),
+                                data_dir, exclude=used_indices(used, task))
     return sorted(records, key=lambda r: r["index"])
 
 
@@ -88,6 +105,7 @@ def prepare(out: Path, resume: bool, force: bool) -> None:
         raise EznasError(f"cannot create run directory {out}: {e.strerror}; choose another --out") from None
     if not os.access(out, os.W_OK):
         raise EznasError(f"run directory {out} is not writable; choose another --out")
+    remove_stale(out)  # temporary files of writers killed here before
     has_run = (out / CHECKPOINT).exists()
     if resume and not has_run:
         raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
@@ -108,23 +126,55 @@ def write_checkpoint(out: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def read_checkpoint(out: Path) -> dict[str, Any]:
-    """Load a run directory's checkpoint; a missing or corrupt one is a clear error."""
+    """A run directory's checkpoint, checked against `CHECKPOINT_SCHEMA`, its config validated and its
+    programs parsed; a missing, corrupt or foreign one is an `EznasError` naming the file and the fix."""
     path = out / CHECKPOINT
+    if not path.exists():
+        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')")
+    fix = "restore it from a copy, or start the run over with --force"
+    doc = read_json(path, fix)
+    if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
+        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; {fix}")
+    problem = mismatch(doc, CHECKPOINT_SCHEMA, "the checkpoint")
+    if problem is None and doc["next_generation"] < 0:
+        problem = f"next_generation is {doc['next_generation']}"
+    if problem is None and len(doc["fitness"]) != len(doc["population"]):
+        problem = f"{len(doc['fitness'])} fitness values for {len(doc['population'])} programs"
+    if problem is not None:
+        raise EznasError(f"{path} is damaged: {problem}; {fix}")
+    config_mod.from_dict(doc["config"], source=str(path))
+    for text in [*doc["population"], *(r["expr"] for r in doc["hall_of_fame"] + doc["pareto_front"])]:
+        stored_program(text, path)
+    return doc
+
+
+def stored_program(text: str, path: Path) -> Any:
+    """The program ``text`` read from the file ``path``, parsed (`eznas.gp.parse`); an unparsable one is an
+    `EznasError` naming the file and the fix."""
+    from eznas import gp as programs  # DEAP: loaded only when a program is read
+
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{path} is corrupt (not valid JSON); restore it or start over with --force") from None
-    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or "population" not in data:
-        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; start over with --force")
-    return data
+        return programs.parse(text)
+    except EznasError as e:
+        raise EznasError(f"{path}: {e}; the file was edited or comes from another eznas version: "
+                         "restore it, or start over") from None
 
 
 def read_heldout(out: Path) -> dict[str, dict[str, float]]:
-    """The held-out taus cached in ``heldout.json`` (program -> task -> tau; empty if none)."""
+    """The held-out taus cached in ``heldout.json`` (program -> task -> tau); empty if none, or (with a
+    warning) if the file is damaged: it is a cache, recomputed on demand."""
     path = out / HELDOUT
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        doc = read_json(path, "it is recomputed")
+        problem = mismatch(doc, {str: {str: float}}, "heldout.json")
+    except EznasError as e:
+        problem = str(e)
+    if problem is not None:
+        warnings.warn(f"{path} is unreadable ({problem}); recomputing the held-out taus", stacklevel=2)
+        return {}
+    return doc
 
 
 def write_heldout(out: Path, taus: dict[str, dict[str, float]]) -> None:
@@ -139,9 +189,12 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
     fitness history, the run's config and seed, its wall time and the machine it ran on."""
     import torch  # the version only; torch is loaded by every command that exports
 
+    from eznas import gp as programs
+
     row = checkpoint["hall_of_fame"][rank]
     return {
-        "run": run, "rank": rank, "expression": row["expr"], "infix": row["infix"], "size": row["size"],
+        "run": run, "rank": rank, "expression": row["expr"], "infix": programs.infix(programs.parse(row["expr"])),
+        "size": row["size"],
         "pool_fitness": row["fitness"], "pool_taus": row["taus"], "found_at_generation": row["generation"],
         "generations": checkpoint["next_generation"], "evolution_seconds": checkpoint["elapsed"],
         "seed": checkpoint["config"]["run"]["seed"], "config": checkpoint["config"],
@@ -153,17 +206,18 @@ def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any
 
 
 def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
-    """The record that `run_record` wrote, checked to hold an expression; ``where`` starts the
-    one-line `EznasError` for a missing, unreadable or foreign file."""
+    """The record that `run_record` wrote (or any JSON object with an ``expression``), its expression parsed;
+    ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
     path = Path(path)
+    if not path.exists():
+        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy")
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
+        record = read_json(path, "give the .json that 'eznas export' writes")
+    except EznasError as e:
+        raise EznasError(f"{where}: {e}") from None
     if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
         raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
+    stored_program(record["expression"], path)
     return record
 
 
@@ -175,11 +229,18 @@ def is_record(source: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What evaluations need of an evolution run: its config, pools and fitness per generation."""
+    """What evaluations need of an evolution run: its config, pools, validation networks and fitness
+    per generation."""
 
     config: config_mod.Config
-    pools: dict[str, list[int]]  # task -> benchmark indices
+    pools: dict[str, list[int]]  # evolution task -> benchmark indices
+    validation: dict[str, list[int]]  # validation task -> benchmark indices
     history: list[dict[str, Any]]  # per generation: gen, best, median, hof_fitness, ...
+
+    @property
+    def used(self) -> dict[str, list[int]]:
+        """Every network the run saw, by task: what a held-out evaluation leaves out (`used_indices`)."""
+        return {**self.pools, **self.validation}
 
 
 def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
@@ -189,9 +250,15 @@ def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:
     path = Path(source)
     if is_record(path):
         record = read_record(path, "run record")
+        problem = mismatch(record, RECORD_SCHEMA, "the record")
+        if problem is not None:
+            raise EznasError(f"run record: {path} is damaged ({problem}); give the .json that 'eznas export' wrote")
         cfg = config_mod.from_dict(record["config"], source=str(path))
         pools = {t: [r["index"] for r in pool_records(cfg, t, data_dir)] for t in cfg.tasks.evolve}
-        return RunInfo(cfg, pools, record["fitness_history"])
-    ckpt = read_checkpoint(path)
-    return RunInfo(config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT)), ckpt["pools"],
-                   ckpt.get("history", []))
+        history = record["fitness_history"]
+    else:
+        ckpt = read_checkpoint(path)
+        cfg = config_mod.from_dict(ckpt["config"], source=str(path / CHECKPOINT))
+        pools, history = ckpt["pools"], ckpt["history"]
+    validation = {t: [r["index"] for r in validation_records(t, cfg, pools, data_dir)] for t in cfg.tasks.validate}
+    return RunInfo(cfg, pools, validation, history)

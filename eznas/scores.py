@@ -17,12 +17,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from eznas.files import write_atomic
+from eznas.errors import EznasError
+from eznas.files import mismatch, read_json, write_atomic
 from eznas.proxy_spec import ProxySpec
 
 SCORES_DIR = "scores"  # score-cache subdirectory of the cache root
 SCORES_VERSION = 1  # bump when the protocol changes the per-network scores
 FLUSH_SECONDS = 2.0  # the score cache is written at least this often while scoring
+ENTRY = {"value": (float, {str: float}, None), "seconds": (float, None), "error": (str, None)}  # one network's result
 
 
 class ScoreCache:
@@ -43,17 +45,27 @@ class ScoreCache:
         self._written = time.monotonic()
 
     def _read(self) -> dict[str, dict[str, Any]]:
+        """The file's entries; a damaged file or entry is dropped with a warning (its scores are recomputed)."""
+        if not self.path.exists():
+            return {}
         try:
-            doc = json.loads(self.path.read_text())
-            entries = doc["entries"]
-            if not isinstance(entries, dict):
-                raise TypeError("entries is not an object")
-            return entries
-        except FileNotFoundError:
+            doc = read_json(self.path, "its scores are recomputed")
+            problem = mismatch(doc, {"entries": dict}, "the score file")
+        except EznasError as e:
+            problem = str(e)
+        if problem is not None:
+            warnings.warn(f"score cache {self.path} is unreadable ({problem}); recomputing its scores", stacklevel=3)
             return {}
-        except (ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"score cache {self.path} is unreadable ({e}); recomputing its scores", stacklevel=3)
-            return {}
+        entries, bad = {}, []
+        for index, entry in doc["entries"].items():
+            if index.isdigit() and mismatch(entry, ENTRY) is None:
+                entries[index] = entry
+            else:
+                bad.append(index)
+        if bad:
+            warnings.warn(f"score cache {self.path}: {len(bad)} damaged entries (e.g. {bad[0]!r}); recomputing them",
+                          stacklevel=3)
+        return entries
 
     def get(self, index: int) -> dict[str, Any] | None:
         """The cached entry of a network, or None."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,32 @@ def test_corrupt_file_warns_and_reads_as_missing(tmp_path: Path, stats: NetworkS
     # the caller recomputes and overwrites
     cache.save(key, stats, {})
     assert cache.load(key).net == stats.net
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("flip", "does not match its checksum"),  # one data byte changed, the file still parses
+    ("nan", "is not finite"),  # NaNs written with a checksum that matches them
+    ("shape", "expected [L, 64, 64]"),  # a layer tensor of another shape than the probe settings give
+    ("no_depth", "layer tensors missing"),
+])
+def test_damaged_content_warns_and_reads_as_missing(tmp_path: Path, stats: NetworkStats, damage: str,
+                                                    reason: str) -> None:
+    cache = StatsCache(tmp_path)
+    key = key_of()
+    if damage == "nan":
+        stats = NetworkStats({**stats.layers, "A": torch.full_like(stats.layers["A"], math.nan)}, stats.net)
+    elif damage == "shape":
+        stats = NetworkStats({**stats.layers, "KA": stats.layers["KA"][:, :4, :4].contiguous()}, stats.net)
+    elif damage == "no_depth":
+        stats = NetworkStats({k: v for k, v in stats.layers.items() if k != "depth"}, stats.net)
+    path = cache.save(key, stats, {})
+    if damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[-5] ^= 0x40
+        path.write_bytes(bytes(data))
+    shapes = {"KA": (stats.layers["A"].shape[1],) * 2}
+    with pytest.warns(CacheWarning, match=re.escape(reason)):
+        assert cache.load(key, shapes) is None
 
 
 def test_failed_write_leaves_no_temp_file_and_keeps_the_old_one(

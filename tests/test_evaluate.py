@@ -16,6 +16,7 @@ import torch
 from scipy import stats as sps
 
 import eznas.evaluate as ev
+import eznas.pool as pool_module
 from eznas import benchmarks, config
 from eznas.errors import EznasError
 from eznas.cli import main
@@ -146,6 +147,13 @@ def test_a_corrupt_score_cache_is_recomputed_with_a_warning(data_dir: Path, tmp_
     with pytest.warns(UserWarning, match="unreadable"):
         (again,) = _evaluate(["params"], data_dir, tmp_path, n=3)
     np.testing.assert_array_equal(first.scores, again.scores)
+    doc = json.loads(path.read_text())
+    index = next(iter(doc["entries"]))
+    doc["entries"][index]["value"] = "1e9"  # an entry of the wrong type: dropped, that network rescored
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="1 damaged entries"):
+        (third,) = _evaluate(["params"], data_dir, tmp_path, n=3)
+    np.testing.assert_array_equal(first.scores, third.scores)
 
 
 def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir: Path, tmp_path: Path,
@@ -162,7 +170,7 @@ def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir
         raise AssertionError("a cached network was computed again")
 
     monkeypatch.setattr(ev, "score_network", forbidden)
-    monkeypatch.setattr(ev, "probe_network", forbidden)
+    monkeypatch.setattr(pool_module, "_fill_one", forbidden)
     again = _evaluate(["params", expr], data_dir, tmp_path / "fresh", scores_dir=moved)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.scores, b.scores)
@@ -170,6 +178,14 @@ def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir
 
 
 # ----------------------------------------------------------------------------- failures, exclusion
+
+def _write_run(run: Path, pools: dict[str, list[int]]) -> None:
+    """A finished run directory whose only content that matters here is its pools."""
+    doc = {"version": CHECKPOINT_VERSION, "config": config.Config().to_dict(), "next_generation": 1,
+           "population": [], "fitness": [], "scored": {}, "hall_of_fame": [], "pareto_front": [], "history": [],
+           "pools": pools, "elapsed": 0.0}
+    (run / CHECKPOINT).write_text(json.dumps(doc))
+
 
 def test_failures_are_recorded_counted_and_left_out_of_the_correlations(data_dir: Path, tmp_path: Path) -> None:
     flaky = _write(tmp_path / "flaky.py", FLAKY_FILE)
@@ -187,8 +203,7 @@ def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Pat
     used = [r["index"] for r in benchmarks.sample("nb201:cifar10", 4, 0, data_dir)]  # an NB201 pool of another dataset
     run = tmp_path / "run"
     run.mkdir()
-    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
-                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    _write_run(run, {"nb201:cifar10": used})
     (plain,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0)
     assert set(plain.index) == set(used)  # same seed, same sample: exactly the run's networks
     (held_out,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0, exclude_run=run)
@@ -212,8 +227,7 @@ def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data
     used = [r["index"] for r in benchmarks.sample(SMALL_TASK, 4, 0, data_dir)]
     run = tmp_path / "run"
     run.mkdir()
-    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
-                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    _write_run(run, {"nb201:cifar10": used})
     cache = tmp_path / "cache"
     r = run_cli("stats", "--task", SMALL_TASK, "--n", "3", "--exclude-run", str(run), "--cache-dir", str(cache),
                 "--data-dir", str(data_dir))

@@ -14,7 +14,7 @@ from scipy import stats as sps
 import primitives
 from eznas import benchmarks, gp as programs
 from eznas.probe import ProbeSettings
-from eznas.fitness import WORST, Evaluator, Memo, aggregate_taus, evaluate, fitness_of, kendall_taus
+from eznas.fitness import WORST, Evaluator, Memo, aggregate_taus, evaluate, kendall_taus
 from eznas.pool import compute_stats
 from eznas.statsbatch import concat, stack
 
@@ -154,6 +154,20 @@ def test_space_mean_weighs_each_search_space_equally():
     assert aggregate_taus(taus, "min") == pytest.approx(0.2)
 
 
+def test_family_aggregates_weigh_each_family_and_reward_the_worst():
+    taus = {"nb201:cifar10": 0.8, "nds:DARTS_in": 0.2, "nds:Amoeba_in": 0.4, "nds:ResNeXt-A_in": 0.6}
+    families = [0.8, 0.3, 0.6]  # nb201, nds-cell (mean of two), nds-anynet
+    assert aggregate_taus(taus, "space_mean") == pytest.approx(np.mean(families))
+    assert aggregate_taus(taus, "space_min") == pytest.approx(0.3)
+    soft = aggregate_taus(taus, "space_softmin")
+    assert 0.3 < soft < np.mean(families)
+    assert soft == pytest.approx(-0.05 * np.log(np.mean(np.exp(-np.array(families) / 0.05))))
+    worse = {**taus, "nb201:cifar10": 0.7}  # the best family drops by 0.1: the soft minimum barely moves
+    weaker = {**taus, "nds:DARTS_in": 0.0}  # the worst family drops by 0.1: it moves almost as much
+    assert aggregate_taus(taus, "space_softmin") - aggregate_taus(worse, "space_softmin") < 0.01
+    assert aggregate_taus(taus, "space_softmin") - aggregate_taus(weaker, "space_softmin") > 0.08
+
+
 @needs_data
 def test_fitness_aggregates_per_task(batch):
     tree = programs.parse("log_params")
@@ -164,7 +178,7 @@ def test_fitness_aggregates_per_task(batch):
     assert worst.value == pytest.approx(min(mean.taus.values()))
     by_space = evaluate(Evaluator(batch), tree, "space_mean")
     t = mean.taus
-    assert by_space.value == pytest.approx((t["nb201:cifar10"] + (t["nds:DARTS_in"] + t["nds:ResNeXt-B_in"]) / 2) / 2)
+    assert by_space.value == pytest.approx((t["nb201:cifar10"] + t["nds:DARTS_in"] + t["nds:ResNeXt-B_in"]) / 3)
     constant = evaluate(Evaluator(batch), programs.parse("n_one"))
     assert constant.value == WORST and not constant.valid
 

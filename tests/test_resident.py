@@ -16,7 +16,7 @@ from eznas import resident
 from eznas.backends import close_clusters
 from eznas.resident import Missing, Resident, resolve, run_with
 
-BUILDS: list[int] = []  # per process: the length of every value built from
+BUILDS: list[int] = []  # per process: the length of every value built from (each test's values have their own)
 
 
 # Jobs and builders: module-level so that loky workers can unpickle them.
@@ -27,8 +27,14 @@ def build(value: np.ndarray) -> dict:
 
 
 def look(built: dict, i: int) -> tuple[int, int, int, float]:
-    """Where the job ran, what it saw, and how many values its process has built so far."""
-    return os.getpid(), id(built["value"]), len(BUILDS), float(built["value"][i])
+    """Where the job ran, what it saw, and how many times its process built a value of that length."""
+    return os.getpid(), id(built["value"]), BUILDS.count(len(built["value"])), float(built["value"][i])
+
+
+def look_slowly(built: dict, i: int) -> tuple[int, int, int, float]:
+    """`look`, a little later: jobs in flight together land in different workers."""
+    time.sleep(0.3)
+    return look(built, i)
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +116,24 @@ def test_a_process_keeps_the_last_values_only():
 
 def test_a_job_without_the_value_says_so():
     assert resident._call_with(look, Resident("nowhere", None), build, 0) == Missing("nowhere")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_call_with_fewer_jobs_keeps_the_workers_and_what_they_hold():
+    """A resend of one job, or the singles after a failed chunk, must not shrink the loky pool
+    (loky would end a worker, and what it holds, to shrink it)."""
+    handle = Resident("s", np.arange(7.0))
+    started: set[int] = set()
+    for n in (6, 1, 6):
+        results = run_with(look_slowly, handle, build, [(i,) for i in range(n)], [str(i) for i in range(n)],
+                           n_jobs=3, backend="loky")
+        assert [r[3] for r in results] == [float(i) for i in range(n)] and all(r[2] == 1 for r in results)
+        started |= {r[0] for r in results}
+    assert all(_alive(pid) for pid in started)

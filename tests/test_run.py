@@ -15,6 +15,7 @@ from eznas import run as run_dir
 from eznas.config import Config
 from eznas.errors import EznasError
 from eznas.export import export_run
+from eznas import files as files_module
 from eznas.files import write_atomic
 from eznas.proxy_spec import resolve
 
@@ -107,3 +108,56 @@ def test_evaluate_loads_neither_evolve_nor_deap() -> None:
     code = "import sys, eznas.evaluate; print(sorted(m for m in ('eznas.evolve', 'deap') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _checkpoint(tmp_path)
+    real = files_module._stage
+
+    def fail_on_record(path: Path, *args):
+        if path.suffix == ".json":
+            raise OSError(28, "No space left on device")
+        return real(path, *args)
+
+    monkeypatch.setattr(files_module, "_stage", fail_on_record)
+    with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
+        export_run(out, 0, tmp_path / "best.py")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
+
+
+def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = _checkpoint(tmp_path)
+    doc = json.loads((out / run_dir.CHECKPOINT).read_text())
+    for row in doc["hall_of_fame"] + doc["pareto_front"]:
+        row["infix"] = "\x1b[2J\x1b[Hscore = synflow"  # clears the screen, shows another formula
+    (out / run_dir.CHECKPOINT).write_text(json.dumps(doc))
+    from eznas.cli import main
+
+    assert main(["inspect", str(out), "--no-heldout"]) == 0
+    assert main(["export", str(out), "-o", str(tmp_path / "p.py")]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "(log_params + log_flops)" in printed
+    assert "\x1b" not in (tmp_path / "p.py").read_text() + (tmp_path / "p.json").read_text()
+
+
+def test_damaged_heldout_cache_is_recomputed_with_a_warning(tmp_path: Path) -> None:
+    out = _checkpoint(tmp_path)
+    (out / run_dir.HELDOUT).write_text('{"log_params": {"nb201:cifar100": "high"}}')
+    with pytest.warns(UserWarning, match="heldout.json is unreadable"):
+        assert run_dir.read_heldout(out) == {}
+    (out / run_dir.HELDOUT).write_text('{"log_params": {"nb201:cifar1')
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert run_dir.read_heldout(out) == {}
+
+
+def test_unwritable_statistics_cache_fails_before_any_probe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from conftest import DATA_DIR
+    from eznas.cli import main
+
+    if DATA_DIR is None:
+        pytest.skip("benchmark data not found")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")
+    status = main(["stats", "--task", "nb201:cifar10", "--n", "2", "--cache-dir", str(blocker),
+                   "--data-dir", str(DATA_DIR)])
+    assert status == 2 and "cannot write to the statistics cache" in capsys.readouterr().err

@@ -85,12 +85,27 @@ def test_search_summary_is_mean_and_sample_std_over_seeds() -> None:
     assert math.isnan(rows[1]["std_accuracy"]) and rows[0]["mean_percentile"] == pytest.approx(90.5)
 
 
-def test_inspect_table_marks_the_chosen_row_and_front_csv_has_heldout_columns() -> None:
+def test_inspect_table_marks_the_chosen_row_and_front_csv_has_unseen_columns() -> None:
     rows = [{"expr": f"e{i}", "infix": f"x{i}", "size": 3 + i, "depth": 1, "fitness": 0.5 - 0.1 * i,
              "taus": {"nb201:cifar10": 0.5 - 0.1 * i}} for i in range(3)]
-    heldout = {"e1": {"nb201:cifar100": 0.25}}
-    lines = table(rows, 1, heldout).splitlines()
+    lines = table(rows, 1, {"valid": {}, "heldout": {"e1": 0.25}}).splitlines()
+    assert lines[0].split()[-2:] == ["heldout", "expression"]  # an empty column is not shown
     assert lines[2].startswith(">>>>") and not lines[1].startswith(">>>>") and "0.2500" in lines[2]
-    parsed = list(csv.reader(io.StringIO(front_csv(rows, heldout))))
-    assert parsed[0] == ["size", "depth", "fitness", "nb201:cifar10", "heldout:nb201:cifar100", "infix", "expr"]
-    assert parsed[2][4] == "0.250000" and parsed[1][4] == ""
+    unseen = {"e1": {"nb201:cifar100": 0.25, "nb201:ImageNet16-120": 0.125}}
+    kinds = {"nb201:cifar100": "heldout", "nb201:ImageNet16-120": "validate"}
+    parsed = list(csv.reader(io.StringIO(front_csv(rows, unseen, kinds))))
+    assert parsed[0] == ["size", "depth", "fitness", "nb201:cifar10", "heldout:nb201:cifar100",
+                         "validate:nb201:ImageNet16-120", "infix", "expr"]
+    assert parsed[2][4:6] == ["0.250000", "0.125000"] and parsed[1][4] == ""
+
+
+def test_policies_pick_by_pool_fitness_or_by_validation_tau() -> None:
+    from eznas.errors import EznasError
+    from eznas.report import choose
+
+    rows = [{"expr": "a", "size": 9, "fitness": 0.60}, {"expr": "b", "size": 3, "fitness": 0.595},
+            {"expr": "c", "size": 5, "fitness": 0.50}]
+    assert choose(rows, "accuracy") == 0 and choose(rows, "parsimony") == 1
+    assert choose(rows, "validation", {"a": 0.40, "b": 0.30, "c": 0.395}) == 2  # c is within 0.01 of a, and smaller
+    with pytest.raises(EznasError, match="tasks.validate"):
+        choose(rows, "validation", {})

@@ -17,8 +17,9 @@ from eznas.datadir import ENV_VAR
 _FETCH_DESCRIPTION = (
     "Download the benchmark data from its public sources, verify it, and place it in the data "
     f"directory: --data-dir, else ${ENV_VAR}, else ./data. Sources: the NAS-Bench-201 CSV (GitHub), "
-    "the NDS data.zip (dl.fbaipublicfiles.com), and the CIFAR-10/100 python archives (cs.toronto.edu), "
-    "converted to 5,000-image .npz samples. Archives are kept under <data dir>/archives/. "
+    "the NDS data.zip (dl.fbaipublicfiles.com), the CIFAR-10/100 python archives (cs.toronto.edu), "
+    "converted to 5,000-image .npz samples, and the optional NAS-Bench-101/301 samples of "
+    "NAS-Bench-Suite-Zero (NASLib, GitHub). Archives are kept under <data dir>/archives/. "
     "Interrupted downloads resume, and files that fail verification are never placed. "
     "With --mirror URL, each file is fetched from URL/<path in the data directory>, "
     "else produced from URL/archives/<archive name>."

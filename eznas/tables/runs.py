@@ -6,26 +6,22 @@ import csv
 import io
 from typing import Any
 
-import numpy as np
 
-
-def table(rows: list[dict[str, Any]], chosen: int, heldout: dict[str, dict[str, float]]) -> str:
-    """Fixed-width table: rank, size, depth, pool fitness, tau per task, mean held-out tau, expression."""
+def table(rows: list[dict[str, Any]], chosen: int, columns: dict[str, dict[str, float]]) -> str:
+    """Fixed-width table: rank, size, depth, pool fitness, tau per task, one column per entry of
+    ``columns`` holding a value (name -> program -> value, e.g. mean held-out tau), expression."""
     if not rows:
         return "(no programs scored yet)"
     tasks = list(rows[0]["taus"])
-    htasks = sorted({t for h in heldout.values() for t in h})
+    shown = {name: values for name, values in columns.items() if values}
     head = f"{'':4} {'rank':>4} {'size':>4} {'depth':>5} {'fitness':>8} " + " ".join(f"{_short(t):>10}" for t in tasks)
-    head += (f" {'heldout':>8}" if htasks else "") + "  expression"
+    head += "".join(f" {name:>8}" for name in shown) + "  expression"
     lines = [head]
     for i, r in enumerate(rows):
-        h = heldout.get(r["expr"], {})
         cells = " ".join(f"{r['taus'][t]:>10.4f}" for t in tasks)
-        hcell = f" {np.mean(list(h.values())):>8.4f}" if h else (" " * 9 if htasks else "")
+        extra = "".join(f" {values[r['expr']]:>8.4f}" if r["expr"] in values else " " * 9 for values in shown.values())
         mark = ">>>>" if i == chosen else ""
-        lines.append(f"{mark:4} {i:>4} {r['size']:>4} {r['depth']:>5} {r['fitness']:>8.4f} {cells}{hcell}  {r['infix']}")
-    if htasks:
-        lines.append("held-out tau per task (" + ", ".join(htasks) + ") in heldout.json; 'heldout' is their mean")
+        lines.append(f"{mark:4} {i:>4} {r['size']:>4} {r['depth']:>5} {r['fitness']:>8.4f} {cells}{extra}  {r['infix']}")
     return "\n".join(lines)
 
 
@@ -33,15 +29,16 @@ def _short(task: str) -> str:
     return task.split(":", 1)[1][:10]
 
 
-def front_csv(front: list[dict[str, Any]], heldout: dict[str, dict[str, float]]) -> str:
-    """``front.csv``: one row per Pareto-front program, its taus and held-out taus to 6 decimals."""
+def front_csv(front: list[dict[str, Any]], unseen: dict[str, dict[str, float]], kinds: dict[str, str]) -> str:
+    """``front.csv``: one row per Pareto-front program, its pool taus and its taus on unseen networks
+    (``unseen``: program -> task -> tau; ``kinds``: task -> column prefix, ``heldout`` or ``validate``)."""
     tasks = list(front[0]["taus"]) if front else []
-    htasks = sorted({t for h in heldout.values() for t in h})
+    others = [t for t in kinds if any(t in u for u in unseen.values())]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["size", "depth", "fitness", *tasks, *(f"heldout:{t}" for t in htasks), "infix", "expr"])
+    w.writerow(["size", "depth", "fitness", *tasks, *(f"{kinds[t]}:{t}" for t in others), "infix", "expr"])
     for r in front:
-        h = heldout.get(r["expr"], {})
+        u = unseen.get(r["expr"], {})
         w.writerow([r["size"], r["depth"], f"{r['fitness']:.6f}", *(f"{r['taus'][t]:.6f}" for t in tasks),
-                    *(f"{h[t]:.6f}" if t in h else "" for t in htasks), r["infix"], r["expr"]])
+                    *(f"{u[t]:.6f}" if t in u else "" for t in others), r["infix"], r["expr"]])
     return buf.getvalue()
