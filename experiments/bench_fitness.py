@@ -16,7 +16,8 @@
 
 Needs the statistics of each config's evolution pools in the cache (``eznas evolve`` or
 ``eznas stats`` fills it; missing ones are computed first). Timings are wall-clock, with CPU
-seconds of this process beside them. The last line is one JSON object.
+seconds beside them (this process; for the generations, eznas and its worker processes, with
+psutil). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -124,18 +125,39 @@ def bench_programs(cfg: config.Config, n_programs: int, n_naive: int) -> dict[st
     return result
 
 
+def _tree_cpu() -> float:
+    """CPU seconds used so far by this process and its worker processes (psutil; NaN without it)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, and those of reaped children
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def bench_generations(path: str, generations: int) -> dict[str, object]:
-    """Part 2: a real evolution of ``generations`` generations after generation 0, timed per generation."""
+    """Part 2: a real evolution of ``generations`` generations after generation 0, timed per
+    generation in wall seconds and in CPU seconds of eznas and its workers together."""
     cfg = config.load(path, [f"evolution.generations={generations}"])
+    cpu = [_tree_cpu()]
     with tempfile.TemporaryDirectory() as out:
-        state, wall, cpu = _timed(functools.partial(evolve.run, cfg, out, echo=lambda line: None))
+        state = evolve.run(cfg, out, echo=lambda line: cpu.append(_tree_cpu()) if line.startswith("gen") else None)
     seconds = [h["seconds"] for h in state.history]
-    warm = statistics.median(seconds[1:]) if len(seconds) > 1 else float("nan")
+    cpu_seconds = [round(b - a, 2) for a, b in zip(cpu[1:], cpu[2:])]  # cpu[1]: the end of generation 0
+    warm, warm_cpu = statistics.median(seconds[1:]), statistics.median(cpu_seconds)
     result = {"config": path, "population": cfg.evolution.population, "n_jobs": cfg.run.n_jobs,
               "backend": cfg.run.backend, "generation_seconds": seconds, "cold_generation_seconds": seconds[0],
-              "warm_generation_seconds": warm, "main_process_cpu_seconds": round(cpu, 1)}
+              "warm_generation_seconds": warm, "warm_generation_cpu_seconds": cpu_seconds,
+              "warm_generation_cpu_median": warm_cpu}
     print(f"{path} ({cfg.evolution.population} programs, {cfg.run.n_jobs} jobs, {cfg.run.backend}): generation 0 "
-          f"{seconds[0]:.1f} s (cold), then median {warm:.1f} s per generation ({', '.join(f'{s:.1f}' for s in seconds[1:])})")
+          f"{seconds[0]:.1f} s (cold), then median {warm:.1f} s per generation ({', '.join(f'{s:.1f}' for s in seconds[1:])}); "
+          f"CPU of eznas and its workers per later generation: median {warm_cpu:.1f} s ({', '.join(map(str, cpu_seconds))})")
     return result
 
 
@@ -148,6 +170,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=3, help="generations timed after generation 0 (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of this process (default 2)")
     args = parser.parse_args()
+    if args.generations < 1 or args.naive < 1 or args.programs < args.naive:
+        parser.error("need --generations >= 1 and 1 <= --naive <= --programs")
     paths = args.config or ["experiments/default.toml"]
     torch.set_num_threads(args.threads)
     report = {"program_set": bench_programs(config.load(paths[0]), args.programs, args.naive),
