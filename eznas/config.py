@@ -13,6 +13,8 @@ Sections and keys (defaults in brackets)::
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
                  seed_from [[]]
+    [spaces.NAME] builder, truth, images ["cifar10"], resolution [32], classes [10]: a user's own
+                 search space, task user:NAME (eznas/user_spaces.py)
 
 ``key=value`` overrides (``evolution.generations=5``) are applied after the file is read.
 """
@@ -27,10 +29,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eznas import user_spaces
 from eznas.errors import EznasError
 from eznas.backends import BACKENDS, MAX_JOBS
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
+from eznas.user_spaces import UserSpace
 
 AGGREGATES = ("mean", "min", "space_mean", "space_min", "space_softmin")
 MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take them)
@@ -100,11 +104,15 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     probe: ProbeSettings = field(default_factory=ProbeSettings)  # the [probe] table: eznas.probe.ProbeSettings
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    spaces: tuple[UserSpace, ...] = ()  # [spaces.NAME] tables: users' own search spaces (eznas/user_spaces.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (TOML/JSON friendly)."""
-        return {f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
-                for f in fields(self)}
+        doc = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, name)).items()}
+               for name in _SECTION_CLASSES}
+        if self.spaces:
+            doc["spaces"] = {s.name: s.to_dict() for s in self.spaces}
+        return doc
 
 
 _SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeSettings, "evolution": EvolutionConfig}
@@ -126,10 +134,17 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Confi
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a plain dict (as read from TOML) into a `Config`."""
-    sections = {}
+    sections: dict[str, Any] = {}
+    spaces = raw.get("spaces", {})
+    if not isinstance(spaces, dict):
+        raise EznasError(f"{source}: [spaces] must hold [spaces.NAME] tables")
+    base = Path(source).parent  # relative paths of a user space start at the declaring file
+    sections["spaces"] = tuple(user_spaces.declare(name, table, base, source) for name, table in spaces.items())
     for name, value in raw.items():
+        if name == "spaces":
+            continue
         if name not in _SECTION_CLASSES:
-            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}")
+            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}, spaces")
         if not isinstance(value, dict):
             raise EznasError(f"{source}: [{name}] must be a table of keys")
         sections[name] = _build_section(_SECTION_CLASSES[name], value, f"{source}: [{name}]")

@@ -43,6 +43,13 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
                         help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
 
 
+def add_spaces(parser: argparse.ArgumentParser) -> None:
+    """``--spaces FILE``: a TOML file whose ``[spaces.NAME]`` tables declare user spaces (tasks ``user:NAME``)."""
+    parser.add_argument("--spaces", metavar="FILE", default=None,
+                        help="TOML file declaring your own search spaces in [spaces.NAME] tables (e.g. your run "
+                             "config), so that tasks user:NAME can be named")
+
+
 def add_cache_dirs(parser: argparse.ArgumentParser, scores: bool = True) -> None:
     """``--cache-dir`` (the cache root) and, with ``scores``, ``--scores-dir`` (the per-network score cache)."""
     parser.add_argument("--cache-dir", default=None,
