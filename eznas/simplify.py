@@ -1,0 +1,476 @@
+"""Readable programs: a program -> a sympy expression -> a simplified formula (text, LaTeX, size),
+checked against the engine's own scores on a pool of networks.
+
+Translation. Statistics become real symbols under their terminal names, named constants exact
+rationals. Scalar primitives (LScalar, NScalar) map to sympy by their exact semantics: add, sub,
+mul, neg, square, abs, min, max, sign as themselves, ``relu(x)`` as ``Max(x, 0)``, ``sqrt_abs(x)``
+as ``sqrt(|x|)``, ``log_abs(x)`` as ``log(|x| + eps)`` with the symbol ``eps`` standing for
+`primitives._safe.EPS`. Everything else is an opaque sympy function of its translated arguments,
+named by its registry name: ``exp_clamped`` and ``sigmoid`` (no exact identity survives the clamp
+and float32 underflow; both known non-negative), ``div_safe`` (plain division only for a numeric
+divisor of magnitude >= EPS, where the protection cannot trigger), layer aggregators and
+``l_delta`` (of the simplified layer-level expression; a constant argument evaluates), and every
+matrix-valued primitive and reduction. Arithmetic is exact within the primitives' +-1e30 range.
+
+Size. A sympy tree is counted as the program that would compute it, so that sizes compare with a
+program's node count: a symbol or number (any constant such as ``sqrt(2)/2``) is 1; a function, ``|x|`` or ``sign`` is 1 plus its
+arguments; an n-ary sum, product, min or max is n - 1 binary operations plus its arguments (a
+negative term is a subtraction, a negative power a division, a coefficient -1 a negation); ``x**2``
+and ``sqrt(|x|)`` are 1 plus ``x``, other powers 2 plus the base; ``log(|x| + eps)`` is 1 plus ``x``
+and ``Max(x, 0)`` (relu) 1 plus ``x``. The unsimplified translation of a program has its node count
+or less (a negated term of a sum counts as a subtraction: ``-a + b`` is ``b - a``).
+
+Verification (`verified`). The engine scores the program (float32). The formula is evaluated in
+float64 from the same float32 statistics, matrix-valued parts by the primitives in float32 exactly
+as the engine does, and must agree on every network: ``|s - o| <= RTOL * max(|o|, FLOOR * m)``, m
+the largest |o| over the batch (FLOOR: float32 keeps about 7 digits of the pool's scale, so a
+score near zero compares against that scale). A pool pass may then use facts that hold on every
+network (or layer) of the batch without holding in general: which branch of ``sign``, ``|x|``,
+``min``, ``max`` or ``relu`` every network takes, or that ``div_safe`` never meets a divisor below
+EPS. Such a result is re-verified as a whole and flagged ``exact=False`` ("pool-verified").
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+from deap import gp as dgp
+
+import primitives
+from eznas import gp
+from eznas.errors import EznasError
+from eznas.fitness import Evaluator
+from eznas.statsbatch import StatsBatch
+from primitives._safe import EPS
+
+RTOL = 1e-6  # largest relative difference to the engine's score that counts as the same score
+MAX_EXPANDED = 64  # largest expansion (in terms) that simplification tries
+FLOOR = 1e-5  # scores below FLOOR * (largest |score| of the batch) compare against that instead
+EPS_SYMBOL = sp.Symbol("eps", positive=True)  # primitives._safe.EPS inside log_abs
+_MATRICES = (primitives.WMat, primitives.AMat, primitives.Gram)
+_SCALARS = (primitives.LScalar, primitives.NScalar)
+_NONNEGATIVE = {"exp_clamped", "sigmoid", "std", "mean_abs", "frob", "max_abs", "eig_ratio", "eig_entropy"}
+_INFIX = {"add": "+", "sub": "-", "mul": "*"}  # matrix-level arithmetic printed between its operands
+_CONSTANT_AGGREGATE = {"agg_mean": 1, "agg_max": 1, "agg_min": 1, "agg_depth_mean": 1, "agg_std": 0, "l_delta": 0}
+
+
+@dataclass(frozen=True)
+class Simplified:
+    """A program as a formula.
+
+    Attributes
+    ----------
+    program : str
+        The prefix program it stands for.
+    sympy : sympy.Expr
+        The formula (symbols named after the statistics, ``eps`` for the log_abs offset).
+    text : str
+        Readable one-line form.
+    latex : str
+        LaTeX form (sympy's printer).
+    size : int
+        Node count of the formula, comparable with a program's (module docstring).
+    exact : bool
+        True when only the primitives' semantics were used; False when facts checked on a pool
+        were used too ("pool-verified").
+    simplified : bool
+        True when this is the simplified formula; False when `verified` fell back to the
+        program's own translation because no simplification scored the same on the pool.
+    """
+
+    program: str
+    sympy: sp.Expr
+    text: str
+    latex: str
+    size: int
+    exact: bool = True
+    simplified: bool = True
+
+
+class _Opaque(sp.Function):
+    """A primitive with no exact sympy counterpart; ``primitive`` is its registry name."""
+
+    primitive = ""
+    is_real = True
+    is_number = False  # no numeric value even of constant arguments (as sympy's undefined functions)
+
+
+class _Aggregate(_Opaque):
+    """A layer-level primitive that needs the pool layout; constant input evaluates."""
+
+    @classmethod
+    def eval(cls, x):
+        factor = _CONSTANT_AGGREGATE.get(cls.primitive)
+        if factor is not None and x.is_Number:
+            return x * factor
+        return None
+
+
+class _DivSafe(_Opaque):
+    """``div_safe``: plain division only where the protection provably cannot trigger."""
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_zero or (y.is_Number and abs(y) >= EPS):
+            return x / y
+        return None
+
+
+def _label(name: str) -> str:
+    """Display name of a primitive: type prefix dropped, ``agg_max`` -> ``max_layers``."""
+    if name.startswith("agg_"):
+        return name[4:] + "_layers"
+    for prefix in ("w_", "a_", "gram_", "l_", "n_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+@functools.cache
+def _function(name: str) -> type[_Opaque]:
+    """The opaque sympy function class of the primitive called ``name``."""
+    prim = primitives.by_name(name)
+    base = _DivSafe if _label(name) == "div_safe" else _Aggregate if prim.aggregator else _Opaque
+    attrs = {"primitive": name, "nargs": len(prim.in_types)}
+    if _label(name) in _NONNEGATIVE or name == "agg_std":
+        attrs["is_nonnegative"] = True
+    return type(name, (base,), attrs)
+
+
+def _exact(label: str, args: list[sp.Expr]) -> sp.Expr | None:
+    """The exact sympy form of a scalar primitive, or None if it has none."""
+    x = args[0]
+    forms = {
+        "add": lambda: sp.Add(*args), "sub": lambda: sp.Add(x, sp.Mul(-1, args[-1])), "mul": lambda: sp.Mul(*args),
+        "neg": lambda: sp.Mul(-1, x), "square": lambda: x**2, "abs": lambda: sp.Abs(x), "sign": lambda: sp.sign(x),
+        "sqrt_abs": lambda: sp.sqrt(sp.Abs(x)), "log_abs": lambda: sp.log(sp.Abs(x) + EPS_SYMBOL),
+        "relu": lambda: sp.Max(x, 0), "min": lambda: sp.Min(*args), "max": lambda: sp.Max(*args),
+    }
+    form = forms.get(label)
+    return None if form is None else form()
+
+
+def to_sympy(program: str | dgp.PrimitiveTree, evaluate: bool = True) -> sp.Expr:
+    """Translate a program (prefix string or tree) into a sympy expression.
+
+    With ``evaluate=False`` sympy keeps the program's structure (nothing cancels), so the
+    result prints the program as written. An unknown primitive, a malformed string or a type
+    error raises `EznasError`.
+    """
+    tree = gp.parse(program) if isinstance(program, str) else program
+    with sp.evaluate(evaluate):
+        expr, _ = _translate(tree, 0)
+    return expr
+
+
+def _translate(tree: dgp.PrimitiveTree, i: int) -> tuple[sp.Expr, int]:
+    node = tree[i]
+    if isinstance(node, dgp.Terminal):
+        if node.name in gp.CONSTANTS:
+            return sp.Rational(str(gp.CONSTANTS[node.name][1])), i + 1
+        return sp.Symbol(node.name, real=True), i + 1
+    args, j = [], i + 1
+    for _ in range(node.arity):
+        arg, j = _translate(tree, j)
+        args.append(arg)
+    prim = primitives.by_name(node.name)
+    scalar = prim.ret_type in _SCALARS and all(t in _SCALARS for t in prim.in_types)
+    expr = _exact(_label(node.name), args) if scalar and not prim.aggregator else None
+    return (_function(node.name)(*args) if expr is None else expr), j
+
+
+def _log_abs_arg(expr: sp.Expr) -> sp.Expr | None:
+    """``u`` when ``expr`` is ``log(u + eps)``, else None."""
+    if isinstance(expr, sp.log) and expr.args[0].is_Add and EPS_SYMBOL in expr.args[0].args:
+        rest = [a for a in expr.args[0].args if a != EPS_SYMBOL]
+        return rest[0] if len(rest) == 1 else sp.Add(*rest, evaluate=False)
+    return None
+
+
+def _relu_arg(expr: sp.Expr) -> sp.Expr | None:
+    """``x`` when ``expr`` is ``Max(x, 0)`` (``Max(a, b)`` for ``Max(a, b, 0)``), else None."""
+    if isinstance(expr, sp.Max) and sp.S.Zero in expr.args:
+        return sp.Max(*[a for a in expr.args if a != sp.S.Zero])
+    return None
+
+
+def size(expr: sp.Expr) -> int:
+    """Node count of a formula as the program that computes it (module docstring)."""
+    if expr.is_Atom or expr.is_number:
+        return 1
+    inner = _log_abs_arg(expr)
+    if inner is None:
+        inner = _relu_arg(expr)
+    if inner is not None:
+        return 1 + size(inner.args[0] if isinstance(inner, sp.Abs) else inner)
+    if expr.is_Add:
+        terms = [-t if t.could_extract_minus_sign() else t for t in expr.args]
+        negated = all(t.could_extract_minus_sign() for t in expr.args)
+        return len(terms) - 1 + sum(size(t) for t in terms) + int(negated)
+    if expr.is_Mul:
+        coeff, factors = expr.as_coeff_mul()
+        top = [f for f in factors if not (f.is_Pow and f.exp.is_negative)]
+        bottom = [1 / f for f in factors if f.is_Pow and f.exp.is_negative]
+        items = [size(f) for f in top + bottom] + ([1] if abs(coeff) != 1 or not top else [])
+        return len(items) - 1 + sum(items) + bool(coeff < 0)
+    if expr.is_Pow:
+        if expr.exp == 2:
+            return 1 + size(expr.base)
+        if expr.exp == sp.S.Half:
+            return 1 + size(expr.base.args[0] if isinstance(expr.base, sp.Abs) else expr.base)
+        if expr.exp.is_negative:
+            return 2 + size(1 / expr)
+        return 2 + size(expr.base)
+    return len(expr.args) - 1 + sum(size(a) for a in expr.args) + (len(expr.args) == 1)
+
+
+def _infix_op(expr: sp.Expr) -> str | None:
+    """``+``, ``-`` or ``*`` when ``expr`` is matrix-level arithmetic, printed between its operands."""
+    if isinstance(expr, _Opaque) and primitives.by_name(expr.primitive).ret_type in _MATRICES:
+        return _INFIX.get(_label(expr.primitive))
+    return None
+
+
+class _PositiveFirst:
+    """Printer mixin: the terms of a sum with a positive sign first (``a - b``, not ``-b + a``)."""
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: str | None = None) -> list[sp.Expr]:
+        return sorted(super()._as_ordered_terms(expr, order), key=lambda t: t.could_extract_minus_sign())
+
+
+class _TextPrinter(_PositiveFirst, StrPrinter):
+    """One-line text: statistics by name, ``|x|``, ``log_abs``, ``relu``, primitives by label."""
+
+    def _print_Abs(self, expr: sp.Abs) -> str:
+        return f"|{self._print(expr.args[0])}|"
+
+    def _print_log(self, expr: sp.log) -> str:
+        inner = _log_abs_arg(expr)
+        if inner is None:
+            return f"log({self._print(expr.args[0])})"
+        if isinstance(inner, sp.Abs):
+            return f"log_abs({self._print(inner.args[0])})"
+        return f"log({self._print(inner)} + eps)"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        inner = _relu_arg(expr)
+        if inner is not None:
+            return f"relu({self._print(inner)})"
+        return f"max({self.stringify(expr.args, ', ')})"
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return f"min({self.stringify(expr.args, ', ')})"
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        if not isinstance(expr, _Opaque):
+            return super()._print_Function(expr)
+        op = _infix_op(expr)
+        if op is not None:
+            return f" {op} ".join(f"({self._print(a)})" if _infix_op(a) else self._print(a) for a in expr.args)
+        return f"{_label(expr.primitive)}({self.stringify(expr.args, ', ')})"
+
+
+class _LatexPrinter(_PositiveFirst, LatexPrinter):
+    """LaTeX: statistics upright, primitives as operator names, ``eps`` as epsilon, ``\\cdot`` products."""
+
+    def __init__(self) -> None:
+        super().__init__({"mul_symbol": "dot"})
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr == EPS_SYMBOL:
+            return r"\epsilon"
+        return r"\mathrm{" + expr.name.replace("_", r"\_") + "}"
+
+    def _print_Max(self, expr: sp.Max, exp: str | None = None) -> str:
+        inner = _relu_arg(expr)
+        if inner is None:
+            return super()._print_Max(expr, exp)
+        return self._operator("relu", [inner], exp)
+
+    def _print_Function(self, expr: sp.Function, exp: str | None = None) -> str:
+        if not isinstance(expr, _Opaque):
+            return super()._print_Function(expr, exp)
+        op = _infix_op(expr)
+        if op is None:
+            return self._operator(_label(expr.primitive), expr.args, exp)
+        op = {"*": r"\odot"}.get(op, op)  # matrix products are elementwise
+        body = f" {op} ".join(rf"\left({self._print(a)}\right)" if _infix_op(a) else self._print(a) for a in expr.args)
+        return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+
+    def _operator(self, label: str, args: list[sp.Expr], exp: str | None) -> str:
+        power = "" if exp is None else f"^{{{exp}}}"
+        name = label.replace("_", r"\_")
+        return rf"\operatorname{{{name}}}{power}\left({', '.join(self._print(a) for a in args)}\right)"
+
+
+def _expanded_terms(expr: sp.Expr) -> int:
+    """How many terms fully expanding ``expr`` would give at most (products of sums multiply)."""
+    if expr.is_Add:
+        return sum(_expanded_terms(a) for a in expr.args)
+    if expr.is_Mul:
+        return functools.reduce(lambda n, a: n * _expanded_terms(a), expr.args, 1)
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp > 0:
+        return _expanded_terms(expr.base) ** int(expr.exp)
+    return 1
+
+
+def _simplest(expr: sp.Expr) -> sp.Expr:
+    """The smallest of the exact rewrites ``factor_terms``, ``expand`` (up to MAX_EXPANDED terms,
+    so that cancellations across products show) and both, of every sum and product, bottom-up."""
+    def local(e: sp.Expr) -> sp.Expr:
+        if not (e.is_Add or e.is_Mul):
+            return e
+        candidates = [e, sp.factor_terms(e)]
+        if _expanded_terms(e) <= MAX_EXPANDED:
+            expanded = sp.expand(e)
+            candidates += [expanded, sp.factor_terms(expanded)]
+        return min(candidates, key=size)
+    return sp.bottom_up(expr, local)
+
+
+_NUMERIC = {
+    sp.Add: lambda *a: functools.reduce(torch.add, a), sp.Mul: lambda *a: functools.reduce(torch.mul, a),
+    sp.Pow: torch.pow, sp.Abs: torch.abs, sp.log: torch.log, sp.sign: torch.sign,
+    sp.Max: lambda *a: functools.reduce(torch.maximum, a), sp.Min: lambda *a: functools.reduce(torch.minimum, a),
+}
+
+
+class _Values:
+    """Values of formulas on one batch, memoised: scalar parts in float64 from the float32
+    statistics, matrix-valued parts by the primitives in float32 exactly as the engine does."""
+
+    def __init__(self, batch: StatsBatch):
+        self.batch, self.layers = batch, batch.context()
+        self._memo: dict[sp.Expr, torch.Tensor] = {}
+
+    def __call__(self, expr: sp.Expr) -> torch.Tensor:
+        value = self._memo.get(expr)
+        if value is None:
+            with torch.no_grad():
+                value = self._memo[expr] = self._compute(expr)
+        return value
+
+    def per_network(self, expr: sp.Expr) -> torch.Tensor:
+        """float64 [B]: the formula's score of every network."""
+        return self(expr).double().expand(self.batch.n_nets)
+
+    def _compute(self, expr: sp.Expr) -> torch.Tensor:
+        if expr == EPS_SYMBOL or expr.is_Number:
+            return torch.tensor(EPS if expr == EPS_SYMBOL else float(expr), dtype=torch.float64)
+        if expr.is_Symbol:
+            value = self.batch.layers.get(expr.name, self.batch.net.get(expr.name))
+            return value if value.dim() > 1 else value.double()
+        args = [self(a) for a in expr.args]
+        if isinstance(expr, _Opaque):
+            prim = primitives.by_name(expr.primitive)
+            if not prim.aggregator:
+                value = prim.func(*args)
+            else:
+                value = prim.func(*[a.expand(len(self.batch.seg)) if a.dim() == 0 else a for a in args], self.layers)
+            return value.double() if prim.ret_type in _SCALARS else value
+        numeric = _NUMERIC.get(type(expr))
+        if numeric is None:
+            raise EznasError(f"no numeric form of {type(expr).__name__} in formula {expr}: add it to simplify._NUMERIC")
+        return numeric(*args)
+
+
+def _agrees(formula: torch.Tensor, engine: torch.Tensor) -> bool:
+    """Whether the formula's scores equal the engine's on every network (module docstring)."""
+    scale = float(engine.abs().max()) if len(engine) else 0.0
+    bound = RTOL * torch.clamp(engine.abs(), min=FLOOR * scale)
+    return bool(torch.all((formula - engine).abs() <= bound))
+
+
+def _branch(expr: sp.Expr, values: _Values) -> sp.Expr:
+    """``expr`` with its piecewise primitive resolved to the one branch every network takes."""
+    args = expr.args
+    if isinstance(expr, sp.sign):
+        value = values(expr).unique()
+        return sp.Integer(int(value[0])) if len(value) == 1 else expr
+    if isinstance(expr, sp.Abs):
+        x = values(args[0])
+        return args[0] if bool((x >= 0).all()) else -args[0] if bool((x <= 0).all()) else expr
+    if isinstance(expr, (sp.Max, sp.Min)):
+        wins = torch.ge if isinstance(expr, sp.Max) else torch.le
+        for a in args:
+            if all(bool(wins(values(a), values(b)).all()) for b in args if b != a):
+                return a
+    if isinstance(expr, _DivSafe) and bool((values(args[1]).abs() >= EPS).all()):
+        return args[0] / args[1]
+    return expr
+
+
+def _pool_facts(expr: sp.Expr, values: _Values) -> sp.Expr:
+    """Resolve piecewise primitives bottom-up by the branch that the whole batch takes."""
+    if expr.is_Atom or (isinstance(expr, _Opaque) and primitives.by_name(expr.primitive).ret_type not in _SCALARS):
+        return expr
+    inner = _log_abs_arg(expr)
+    if isinstance(inner, sp.Abs):  # keep log_abs whole: log(|x| + eps) is one primitive
+        return sp.log(sp.Abs(_pool_facts(inner.args[0], values)) + EPS_SYMBOL)
+    return _branch(expr.func(*[_pool_facts(a, values) for a in expr.args]), values)
+
+
+def _tree(program: str | dgp.PrimitiveTree) -> dgp.PrimitiveTree:
+    return gp.parse(program) if isinstance(program, str) else program
+
+
+def _render(tree: dgp.PrimitiveTree, expr: sp.Expr, exact: bool = True, simplified: bool = True) -> Simplified:
+    return Simplified(program=str(tree), sympy=expr, text=_TextPrinter().doprint(expr),
+                      latex=_LatexPrinter().doprint(expr), size=size(expr), exact=exact, simplified=simplified)
+
+
+def simplify(program: str | dgp.PrimitiveTree) -> Simplified:
+    """Simplify a program with exact identities only (no pool needed).
+
+    Parameters
+    ----------
+    program : str or deap.gp.PrimitiveTree
+        A program of root type NScalar, as its prefix string or tree.
+
+    Returns
+    -------
+    Simplified
+        The smallest form found (``exact=True``); the smaller, the fewer nodes by `size`.
+
+    Raises
+    ------
+    EznasError
+        For a malformed program or one with an unknown primitive or terminal.
+    """
+    tree = _tree(program)
+    return _render(tree, _simplest(to_sympy(tree)))
+
+
+def verified(program: str | dgp.PrimitiveTree, batch: StatsBatch, pool_facts: bool = True) -> Simplified:
+    """The simplest form of a program that scores as the engine does on every network of ``batch``.
+
+    Tries the exact simplification, then (with ``pool_facts``) that form with every piecewise
+    primitive resolved to the branch all networks of the batch take, simplified again; each
+    must agree with the engine's scores (`RTOL`, `FLOOR`). The smallest that agrees wins, the
+    exact one on a tie.
+
+    Returns
+    -------
+    Simplified
+        ``simplified=True`` and ``exact`` saying whether pool facts were used; or, when no
+        form agrees, the program's own structure (``simplified=False``, size = its node count
+        up to negations written as subtractions).
+    """
+    tree = _tree(program)
+    engine = Evaluator(batch).scores(tree).double()
+    values = _Values(batch)
+    exact = _simplest(to_sympy(tree))
+    forms = [(exact, True)]
+    pooled = _pool_facts(exact, values) if pool_facts else exact
+    if pooled != exact:
+        forms.append((_simplest(pooled), False))
+    agreeing = [(f, e) for f, e in forms if _agrees(values.per_network(f), engine)]
+    if not agreeing:
+        return _render(tree, to_sympy(tree, evaluate=False), simplified=False)
+    form, is_exact = min(agreeing, key=lambda fe: size(fe[0]))
+    return _render(tree, form, exact=is_exact)
