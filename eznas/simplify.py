@@ -1,33 +1,32 @@
-"""Readable programs: a program -> a sympy expression -> a simplified formula (text, LaTeX, size),
-checked against the engine's own scores on a pool of networks.
+"""Readable programs: a program -> a sympy formula -> its simplest form (text, LaTeX, size),
+checked against the engine's own scores on a batch of networks.
 
-Translation. Statistics become real symbols under their terminal names, named constants exact
-rationals. Scalar primitives (LScalar, NScalar) map to sympy by their exact semantics: add, sub,
-mul, neg, square, abs, min, max, sign as themselves, ``relu(x)`` as ``Max(x, 0)``, ``sqrt_abs(x)``
-as ``sqrt(|x|)``, ``log_abs(x)`` as ``log(|x| + eps)`` with the symbol ``eps`` standing for
-`primitives._safe.EPS`. Everything else is an opaque sympy function of its translated arguments,
-named by its registry name: ``exp_clamped`` and ``sigmoid`` (no exact identity survives the clamp
-and float32 underflow; both known non-negative), ``div_safe`` (plain division only for a numeric
-divisor of magnitude >= EPS, where the protection cannot trigger), layer aggregators and
-``l_delta`` (of the simplified layer-level expression; a constant argument evaluates), and every
-matrix-valued primitive and reduction. Arithmetic is exact within the primitives' +-1e30 range.
+Translation. Statistics are real symbols under their terminal names, named constants exact
+rationals. Scalar primitives (LScalar, NScalar) with an exact sympy form map to it: add, sub, mul,
+neg, square, abs, min, max, sign; ``relu(x)`` is ``Max(x, 0)``, ``sqrt_abs(x)`` ``sqrt(|x|)``,
+``log_abs(x)`` ``log(|x| + eps)`` (the symbol ``eps`` is `primitives._safe.EPS`). The rest are
+opaque functions named by their registry names: ``exp_clamped`` and ``sigmoid`` (the clamp and
+float32 underflow leave no identity but non-negativity), ``div_safe`` (plain division only by a
+number of magnitude >= EPS, where the protection cannot trigger), layer aggregators and
+``l_delta`` (functions of the simplified layer-level formula; of a constant, mean, max, min and
+depth mean give it, std and delta 0), and every matrix-valued primitive and reduction.
+Arithmetic is exact within the primitives' +-1e30 clamp.
 
-Size. A sympy tree is counted as the program that would compute it, so that sizes compare with a
-program's node count: a symbol or number (any constant such as ``sqrt(2)/2``) is 1; a function, ``|x|`` or ``sign`` is 1 plus its
-arguments; an n-ary sum, product, min or max is n - 1 binary operations plus its arguments (a
-negative term is a subtraction, a negative power a division, a coefficient -1 a negation); ``x**2``
-and ``sqrt(|x|)`` are 1 plus ``x``, other powers 2 plus the base; ``log(|x| + eps)`` is 1 plus ``x``
-and ``Max(x, 0)`` (relu) 1 plus ``x``. The unsimplified translation of a program has its node count
-or less (a negated term of a sum counts as a subtraction: ``-a + b`` is ``b - a``).
+Size: the node count of the program that computes the formula. A symbol or a number (also a
+constant such as ``sqrt(2)/2``) is 1; a function, ``|x|`` or ``sign`` 1 plus its arguments; an
+n-ary sum, product, min or max n - 1 plus its arguments (a negative term is a subtraction, a
+negative power a division, a coefficient -1 a negation); ``x**2``, ``sqrt(|x|)``,
+``log(|x| + eps)`` and ``Max(x, 0)`` (relu) 1 plus ``x``; other powers 2 plus the base. The
+unsimplified translation of a program has its node count, or less where ``-a + b`` is ``b - a``.
 
-Verification (`verified`). The engine scores the program (float32). The formula is evaluated in
-float64 from the same float32 statistics, matrix-valued parts by the primitives in float32 exactly
-as the engine does, and must agree on every network: ``|s - o| <= RTOL * max(|o|, FLOOR * m)``, m
-the largest |o| over the batch (FLOOR: float32 keeps about 7 digits of the pool's scale, so a
-score near zero compares against that scale). A pool pass may then use facts that hold on every
-network (or layer) of the batch without holding in general: which branch of ``sign``, ``|x|``,
-``min``, ``max`` or ``relu`` every network takes, or that ``div_safe`` never meets a divisor below
-EPS. Such a result is re-verified as a whole and flagged ``exact=False`` ("pool-verified").
+Verification (`verified`): the engine scores the program in float32; the formula is evaluated in
+float64 from the same statistics, its matrix-valued parts by the primitives in float32 as the
+engine does. They agree when ``|formula - engine| <= RTOL * max(|engine|, FLOOR * m)`` on every
+network, m the batch's largest |engine score|: round-off on a score that is zero in exact
+arithmetic is no disagreement. A pool pass may then use facts true on every network (or layer)
+of the batch but not in general: the one branch of ``sign``, ``|x|``, ``min``, ``max``, ``relu``
+that every network takes, or ``div_safe`` never meeting a divisor below EPS. Its result is
+verified as a whole and flagged ``exact=False`` ("pool-verified").
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ from eznas.statsbatch import StatsBatch
 from primitives._safe import EPS
 
 RTOL = 1e-6  # largest relative difference to the engine's score that counts as the same score
+FLOOR = 1e-5  # scores below FLOOR * (largest |score| of the batch) compare at that size instead
 MAX_EXPANDED = 64  # largest expansion (in terms) that simplification tries
-FLOOR = 1e-5  # scores below FLOOR * (largest |score| of the batch) compare against that instead
 EPS_SYMBOL = sp.Symbol("eps", positive=True)  # primitives._safe.EPS inside log_abs
 _MATRICES = (primitives.WMat, primitives.AMat, primitives.Gram)
 _SCALARS = (primitives.LScalar, primitives.NScalar)
@@ -68,19 +67,16 @@ class Simplified:
     program : str
         The prefix program it stands for.
     sympy : sympy.Expr
-        The formula (symbols named after the statistics, ``eps`` for the log_abs offset).
-    text : str
-        Readable one-line form.
-    latex : str
-        LaTeX form (sympy's printer).
+        The formula: statistics as symbols by name, ``eps`` the offset inside log_abs.
+    text, latex : str
+        Readable one-line form; LaTeX form (sympy's LaTeX printer).
     size : int
-        Node count of the formula, comparable with a program's (module docstring).
+        Node count, comparable with a program's (module docstring).
     exact : bool
-        True when only the primitives' semantics were used; False when facts checked on a pool
-        were used too ("pool-verified").
+        False when facts checked on a batch were used ("pool-verified").
     simplified : bool
-        True when this is the simplified formula; False when `verified` fell back to the
-        program's own translation because no simplification scored the same on the pool.
+        False when `verified` fell back to the program's own structure, no simpler form
+        scoring as the engine does.
     """
 
     program: str
@@ -162,7 +158,7 @@ def to_sympy(program: str | dgp.PrimitiveTree, evaluate: bool = True) -> sp.Expr
     result prints the program as written. An unknown primitive, a malformed string or a type
     error raises `EznasError`.
     """
-    tree = gp.parse(program) if isinstance(program, str) else program
+    tree = _tree(program)
     with sp.evaluate(evaluate):
         expr, _ = _translate(tree, 0)
     return expr
@@ -236,15 +232,31 @@ def _infix_op(expr: sp.Expr) -> str | None:
     return None
 
 
-class _PositiveFirst:
-    """Printer mixin: the terms of a sum with a positive sign first (``a - b``, not ``-b + a``)."""
+class _Shared:
+    """What both printers share: positive terms of a sum first (``a - b``, not ``-b + a``),
+    ``relu``, ``max``/``min`` and primitives by their labels, matrix arithmetic in infix."""
 
     def _as_ordered_terms(self, expr: sp.Expr, order: str | None = None) -> list[sp.Expr]:
         return sorted(super()._as_ordered_terms(expr, order), key=lambda t: t.could_extract_minus_sign())
 
+    def _print_Max(self, expr: sp.Max, exp: str | None = None) -> str:
+        inner = _relu_arg(expr)
+        return self._call("max", expr.args, exp) if inner is None else self._call("relu", [inner], exp)
 
-class _TextPrinter(_PositiveFirst, StrPrinter):
-    """One-line text: statistics by name, ``|x|``, ``log_abs``, ``relu``, primitives by label."""
+    def _print_Min(self, expr: sp.Min, exp: str | None = None) -> str:
+        return self._call("min", expr.args, exp)
+
+    def _opaque(self, expr: _Opaque, exp: str | None, group: str, times: str) -> str:
+        op = _infix_op(expr)
+        if op is None:
+            return self._call(_label(expr.primitive), expr.args, exp)
+        body = f" {times if op == '*' else op} ".join(
+            group.format(self._print(a)) if _infix_op(a) else self._print(a) for a in expr.args)
+        return body if exp is None else f"{group.format(body)}^{{{exp}}}"
+
+
+class _TextPrinter(_Shared, StrPrinter):
+    """One line: statistics by name, ``|x|``, ``log_abs(x)``."""
 
     def _print_Abs(self, expr: sp.Abs) -> str:
         return f"|{self._print(expr.args[0])}|"
@@ -257,52 +269,29 @@ class _TextPrinter(_PositiveFirst, StrPrinter):
             return f"log_abs({self._print(inner.args[0])})"
         return f"log({self._print(inner)} + eps)"
 
-    def _print_Max(self, expr: sp.Max) -> str:
-        inner = _relu_arg(expr)
-        if inner is not None:
-            return f"relu({self._print(inner)})"
-        return f"max({self.stringify(expr.args, ', ')})"
-
-    def _print_Min(self, expr: sp.Min) -> str:
-        return f"min({self.stringify(expr.args, ', ')})"
-
     def _print_Function(self, expr: sp.Function) -> str:
-        if not isinstance(expr, _Opaque):
-            return super()._print_Function(expr)
-        op = _infix_op(expr)
-        if op is not None:
-            return f" {op} ".join(f"({self._print(a)})" if _infix_op(a) else self._print(a) for a in expr.args)
-        return f"{_label(expr.primitive)}({self.stringify(expr.args, ', ')})"
+        return self._opaque(expr, None, "({})", "*") if isinstance(expr, _Opaque) else super()._print_Function(expr)
+
+    def _call(self, label: str, args: list[sp.Expr], exp: None = None) -> str:
+        return f"{label}({self.stringify(args, ', ')})"
 
 
-class _LatexPrinter(_PositiveFirst, LatexPrinter):
-    """LaTeX: statistics upright, primitives as operator names, ``eps`` as epsilon, ``\\cdot`` products."""
+class _LatexPrinter(_Shared, LatexPrinter):
+    """LaTeX: statistics upright, primitives as operator names, ``eps`` as epsilon, ``\\cdot``
+    products and ``\\odot`` elementwise matrix products."""
 
     def __init__(self) -> None:
         super().__init__({"mul_symbol": "dot"})
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
-        if expr == EPS_SYMBOL:
-            return r"\epsilon"
-        return r"\mathrm{" + expr.name.replace("_", r"\_") + "}"
-
-    def _print_Max(self, expr: sp.Max, exp: str | None = None) -> str:
-        inner = _relu_arg(expr)
-        if inner is None:
-            return super()._print_Max(expr, exp)
-        return self._operator("relu", [inner], exp)
+        return r"\epsilon" if expr == EPS_SYMBOL else r"\mathrm{" + expr.name.replace("_", r"\_") + "}"
 
     def _print_Function(self, expr: sp.Function, exp: str | None = None) -> str:
-        if not isinstance(expr, _Opaque):
-            return super()._print_Function(expr, exp)
-        op = _infix_op(expr)
-        if op is None:
-            return self._operator(_label(expr.primitive), expr.args, exp)
-        op = {"*": r"\odot"}.get(op, op)  # matrix products are elementwise
-        body = f" {op} ".join(rf"\left({self._print(a)}\right)" if _infix_op(a) else self._print(a) for a in expr.args)
-        return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+        if isinstance(expr, _Opaque):
+            return self._opaque(expr, exp, r"\left({}\right)", r"\odot")
+        return super()._print_Function(expr, exp)
 
-    def _operator(self, label: str, args: list[sp.Expr], exp: str | None) -> str:
+    def _call(self, label: str, args: list[sp.Expr], exp: str | None = None) -> str:
         power = "" if exp is None else f"^{{{exp}}}"
         name = label.replace("_", r"\_")
         return rf"\operatorname{{{name}}}{power}\left({', '.join(self._print(a) for a in args)}\right)"
@@ -419,58 +408,68 @@ def _tree(program: str | dgp.PrimitiveTree) -> dgp.PrimitiveTree:
     return gp.parse(program) if isinstance(program, str) else program
 
 
+def _exact_form(tree: dgp.PrimitiveTree) -> sp.Expr:
+    """The smallest exact form: the simplified translation, or the literal one where smaller
+    (sympy's own rewriting can grow a formula, e.g. ``|a*b|`` into ``|a|*|b|``)."""
+    return min((_simplest(to_sympy(tree)), to_sympy(tree, evaluate=False)), key=size)
+
+
 def _render(tree: dgp.PrimitiveTree, expr: sp.Expr, exact: bool = True, simplified: bool = True) -> Simplified:
     return Simplified(program=str(tree), sympy=expr, text=_TextPrinter().doprint(expr),
                       latex=_LatexPrinter().doprint(expr), size=size(expr), exact=exact, simplified=simplified)
 
 
 def simplify(program: str | dgp.PrimitiveTree) -> Simplified:
-    """Simplify a program with exact identities only (no pool needed).
+    """Simplify a program by exact identities only (no batch needed).
 
     Parameters
     ----------
     program : str or deap.gp.PrimitiveTree
-        A program of root type NScalar, as its prefix string or tree.
+        A program of root type NScalar, as its prefix string or its tree.
 
     Returns
     -------
     Simplified
-        The smallest form found (``exact=True``); the smaller, the fewer nodes by `size`.
+        The smallest form found by `size` (``exact=True``).
 
     Raises
     ------
     EznasError
-        For a malformed program or one with an unknown primitive or terminal.
+        For a malformed program or an unknown primitive or terminal.
     """
     tree = _tree(program)
-    return _render(tree, _simplest(to_sympy(tree)))
+    return _render(tree, _exact_form(tree))
 
 
 def verified(program: str | dgp.PrimitiveTree, batch: StatsBatch, pool_facts: bool = True) -> Simplified:
-    """The simplest form of a program that scores as the engine does on every network of ``batch``.
+    """The smallest form of a program that scores as the engine does on every network of ``batch``.
 
-    Tries the exact simplification, then (with ``pool_facts``) that form with every piecewise
-    primitive resolved to the branch all networks of the batch take, simplified again; each
-    must agree with the engine's scores (`RTOL`, `FLOOR`). The smallest that agrees wins, the
-    exact one on a tie.
+    Candidates: the exact form of `simplify` and, with ``pool_facts``, that form with every
+    piecewise primitive resolved to the branch all networks of ``batch`` take, simplified again.
+    Each must agree with the engine's scores (`RTOL`, `FLOOR`); the smaller wins, the exact one
+    on a tie.
 
     Returns
     -------
     Simplified
-        ``simplified=True`` and ``exact`` saying whether pool facts were used; or, when no
-        form agrees, the program's own structure (``simplified=False``, size = its node count
-        up to negations written as subtractions).
+        ``exact`` says whether pool facts were used; when no candidate agrees, the program's own
+        structure with ``simplified=False``.
+
+    Raises
+    ------
+    EznasError
+        For a malformed program or an unknown primitive or terminal.
     """
     tree = _tree(program)
     engine = Evaluator(batch).scores(tree).double()
     values = _Values(batch)
-    exact = _simplest(to_sympy(tree))
+    exact = _exact_form(tree)
     forms = [(exact, True)]
     pooled = _pool_facts(exact, values) if pool_facts else exact
     if pooled != exact:
         forms.append((_simplest(pooled), False))
-    agreeing = [(f, e) for f, e in forms if _agrees(values.per_network(f), engine)]
+    agreeing = [(form, is_exact) for form, is_exact in forms if _agrees(values.per_network(form), engine)]
     if not agreeing:
         return _render(tree, to_sympy(tree, evaluate=False), simplified=False)
-    form, is_exact = min(agreeing, key=lambda fe: size(fe[0]))
+    form, is_exact = min(agreeing, key=lambda candidate: size(candidate[0]))
     return _render(tree, form, exact=is_exact)
