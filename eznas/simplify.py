@@ -118,13 +118,13 @@ class _DivSafe(_Opaque):
 
 
 def _label(name: str) -> str:
-    """Display name of a primitive: type prefix dropped, ``agg_max`` -> ``max_layers``."""
+    """Display name: type prefix dropped (``n_log_abs`` -> ``log_abs``), ``agg_max`` -> ``max_layers``;
+    the kernels AMat -> Gram keep theirs (``gram_sign(A)`` is not ``a_sign(A)``)."""
     if name.startswith("agg_"):
         return name[4:] + "_layers"
-    for prefix in ("w_", "a_", "gram_", "l_", "n_"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+    prefix = next((p for p in ("w_", "a_", "gram_", "l_", "n_") if name.startswith(p)), "")
+    kernel = primitives.by_name(name).in_types == (primitives.AMat,) and prefix == "gram_"
+    return name if kernel else name[len(prefix):]
 
 
 @functools.cache
