@@ -108,7 +108,8 @@ class _Aggregate(_Opaque):
 
 
 class _DivSafe(_Opaque):
-    """``div_safe``: plain division only where the protection provably cannot trigger."""
+    """Scalar ``div_safe``: plain division only where the protection provably cannot trigger
+    (a numeric divisor of magnitude >= EPS), or where both branches give 0 (``0 / y``)."""
 
     @classmethod
     def eval(cls, x, y):
@@ -131,7 +132,8 @@ def _label(name: str) -> str:
 def _function(name: str) -> type[_Opaque]:
     """The opaque sympy function class of the primitive called ``name``."""
     prim = primitives.by_name(name)
-    base = _DivSafe if _label(name) == "div_safe" else _Aggregate if prim.aggregator else _Opaque
+    scalar_div = _label(name) == "div_safe" and prim.ret_type in _SCALARS
+    base = _DivSafe if scalar_div else _Aggregate if prim.aggregator else _Opaque
     attrs = {"primitive": name, "nargs": len(prim.in_types)}
     if _label(name) in _NONNEGATIVE or name == "agg_std":
         attrs["is_nonnegative"] = True
