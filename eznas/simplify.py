@@ -154,11 +154,19 @@ def _exact(label: str, args: list[sp.Expr]) -> sp.Expr | None:
 
 
 def to_sympy(program: str | dgp.PrimitiveTree, evaluate: bool = True) -> sp.Expr:
-    """Translate a program (prefix string or tree) into a sympy expression.
+    """Translate a program into a sympy expression (the mapping of the module docstring).
 
-    With ``evaluate=False`` sympy keeps the program's structure (nothing cancels), so the
-    result prints the program as written. An unknown primitive, a malformed string or a type
-    error raises `EznasError`.
+    Parameters
+    ----------
+    program : str or deap.gp.PrimitiveTree
+        A program of root type NScalar, as its prefix string or its tree.
+    evaluate : bool
+        False keeps the program's structure (sympy cancels nothing): it prints as written.
+
+    Raises
+    ------
+    EznasError
+        For a malformed program or an unknown primitive or terminal.
     """
     tree = _tree(program)
     with sp.evaluate(evaluate):
@@ -198,7 +206,13 @@ def _relu_arg(expr: sp.Expr) -> sp.Expr | None:
 
 
 def size(expr: sp.Expr) -> int:
-    """Node count of a formula as the program that computes it (module docstring)."""
+    """Node count of a formula: that of the program that computes it (module docstring).
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        A formula of `to_sympy`, `simplify` or `verified`.
+    """
     if expr.is_Atom or expr.is_number:
         return 1
     inner = _log_abs_arg(expr)
