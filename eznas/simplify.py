@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 import torch
+from deap import gp as dgp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
-from deap import gp as dgp
 
 import primitives
 from eznas import gp

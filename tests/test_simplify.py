@@ -17,12 +17,12 @@ from deap import gp as dgp
 
 import primitives
 from eznas import benchmarks, gp
+from eznas import simplify as simplify_module
 from eznas.cache import ENV_VAR, StatsCache
 from eznas.config import ProbeConfig
 from eznas.errors import EznasError
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
-from eznas import simplify as simplify_module
 from eznas.simplify import simplify, size, to_sympy, verified
 from eznas.statsbatch import StatsBatch
 
