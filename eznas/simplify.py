@@ -170,24 +170,19 @@ def to_sympy(program: str | dgp.PrimitiveTree, evaluate: bool = True) -> sp.Expr
     """
     tree = _tree(program)
     with sp.evaluate(evaluate):
-        expr, _ = _translate(tree, 0)
-    return expr
+        return gp.fold(tree, _translate)
 
 
-def _translate(tree: dgp.PrimitiveTree, i: int) -> tuple[sp.Expr, int]:
-    node = tree[i]
+def _translate(node: gp.Node, args: list[sp.Expr], key: str) -> sp.Expr:
+    """One node of a program as sympy, from its arguments' forms (a `gp.fold` visitor)."""
     if isinstance(node, dgp.Terminal):
         if node.name in gp.CONSTANTS:
-            return sp.Rational(str(gp.CONSTANTS[node.name][1])), i + 1
-        return sp.Symbol(node.name, real=True), i + 1
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        arg, j = _translate(tree, j)
-        args.append(arg)
+            return sp.Rational(str(gp.CONSTANTS[node.name][1]))
+        return sp.Symbol(node.name, real=True)
     prim = primitives.by_name(node.name)
     scalar = prim.ret_type in _SCALARS and all(t in _SCALARS for t in prim.in_types)
     expr = _exact(_label(node.name), args) if scalar and not prim.aggregator else None
-    return (_function(node.name)(*args) if expr is None else expr), j
+    return _function(node.name)(*args) if expr is None else expr
 
 
 def _log_abs_arg(expr: sp.Expr) -> sp.Expr | None:

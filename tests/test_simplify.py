@@ -19,7 +19,7 @@ import primitives
 from eznas import benchmarks, gp
 from eznas import simplify as simplify_module
 from eznas.cache import ENV_VAR, StatsCache
-from eznas.config import ProbeConfig
+from eznas.probe import ProbeSettings
 from eznas.errors import EznasError
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
@@ -62,8 +62,8 @@ class _Float64Evaluator(Evaluator):
 
 def _saturates(evaluator: Evaluator, tree: dgp.PrimitiveTree) -> bool:
     """Whether some subtree reaches the primitives' +-1e30 clamp, where arithmetic stops being exact."""
-    return any(float(evaluator.scores(dgp.PrimitiveTree(tree[a:b])).abs().max()) >= 1e29
-               for a, b in gp.subtrees(tree))
+    return any(float(evaluator.scores(dgp.PrimitiveTree(tree[tree.searchSubtree(i)])).abs().max()) >= 1e29
+               for i in range(len(tree)))
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def nb201_pool(tmp_path_factory) -> StatsBatch:
     cached under $EZNAS_CACHE_DIR when set, else in a temporary directory."""
     cache = StatsCache() if os.environ.get(ENV_VAR) else StatsCache(tmp_path_factory.mktemp("stats"))
     records = benchmarks.sample("nb201:cifar10", 20, 5)
-    return load_pool("nb201:cifar10", records, ProbeConfig(), cache, progress=False)
+    return load_pool("nb201:cifar10", records, ProbeSettings(), cache, progress=False)
 
 
 @pytest.mark.slow
