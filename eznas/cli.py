@@ -222,6 +222,8 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
     p.add_argument("--policy", default="accuracy", choices=POLICIES, help="row marked >>>> (default accuracy)")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
+    p.add_argument("--raw", action="store_true", help="show the programs as evolved, not simplified (no sympy, no pool)")
+    p.add_argument("--latex", action="store_true", help="also print each hall-of-fame formula as LaTeX")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
@@ -236,7 +238,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from eznas.report import inspect_run
 
     print(inspect_run(args.run, top=args.top, policy=args.policy, heldout=not args.no_heldout,
-                      data_dir=args.data_dir, cache_dir=args.cache_dir))
+                      data_dir=args.data_dir, cache_dir=args.cache_dir, formulas=not args.raw, latex=args.latex))
     return 0
 
 
