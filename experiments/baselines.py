@@ -33,13 +33,13 @@ from eznas.errors import guarded
 from eznas.evaluate import evaluate_tasks
 from eznas.files import write_atomic
 from eznas.options import Parser, add_sample_args, command_line
-from eznas.tables.evaluations import NB201_TASKS, NDS_TASKS, baselines_report, csv_table
+from eznas.tables.evaluations import NASLIB_TASKS, NB201_TASKS, NDS_TASKS, baselines_report, csv_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every baseline on every task and write the Markdown and CSV reports."""
     parser = Parser(description=__doc__.splitlines()[0])
-    add_sample_args(parser, NB201_TASKS + NDS_TASKS, "results/baselines")
+    add_sample_args(parser, NB201_TASKS + NDS_TASKS + NASLIB_TASKS, "results/baselines")
     parser.add_argument("--exclude-run", metavar="RUN",
                         help="leave the networks of this evolution run (its directory or the .json record of a proxy "
                              "it produced) out of the NB201 samples (the held-out networks of experiments/heldout.py); "
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = command_line("baselines.py", argv)
     tasks = args.tasks.split(",")
-    full = args.n >= 1000 and args.nds_n is None and set(tasks) >= set(NB201_TASKS + NDS_TASKS)
+    full = args.n >= 1000 and args.nds_n is None and set(tasks) >= set(NB201_TASKS + NDS_TASKS + NASLIB_TASKS)
     fix = "choose another --out prefix"
     for _, results in evaluate_tasks(proxies.names(), tasks, args.n, args.nds_n, args.seed, args.jobs,
                                      args.exclude_run, ("nb201",), args.data_dir, args.cache_dir, args.scores_dir):

@@ -40,8 +40,10 @@ _NASLIB_FIELDS = ("val_accuracy", "params", "flops")
 
 
 def task_file(task: str | Task) -> str:
-    """The data file (relative to the data directory) holding a task's ground truth."""
+    """The data file holding a task's ground truth (relative to the data directory; a user space's CSV as declared)."""
     t = parse_task(task)
+    if t.user is not None:
+        return t.user.truth
     if t.space == "nb201":
         return NB201_FILE
     return NASLIB_FILES[t.space] if t.space in NASLIB_FILES else f"nds/{t.key}.json"
@@ -58,6 +60,8 @@ def load_task(task: str | Task, data_dir: str | os.PathLike | None = None) -> li
     Records come in the benchmark's own order (``index`` = position in the file).
     """
     t = parse_task(task)
+    if t.user is not None:
+        return t.user.records()
     path = datadir.find(task_file(t), data_dir)
     if t.space == "nb201":
         rows = _read_nb201(str(path.resolve()))

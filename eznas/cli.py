@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eznas import proxies
+from eznas import proxies, user_spaces
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, bounded
+from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, add_spaces, bounded
 from eznas.backends import BACKENDS, check_backend
 from eznas.report import POLICIES
 from eznas.search import STRATEGIES
@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eznas`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    return guarded("eznas", lambda: SUBCOMMANDS[args.command].run(args))
+
+    def body() -> int:
+        if getattr(args, "spaces", None):
+            user_spaces.load_file(args.spaces)
+        return SUBCOMMANDS[args.command].run(args)
+
+    return guarded("eznas", body)
 
 
 # ----------------------------------------------------------------------------- shared arguments
@@ -93,6 +99,7 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", help="NB201 architecture string")
     g.add_argument("--index", type=int, help="architecture index in the benchmark file")
     add_data_dir(p)
+    add_spaces(p)
 
 
 @subcommand("info", "describe a task, or one architecture of it (params, accuracy)", _info_arguments)
@@ -136,6 +143,7 @@ def _stats_arguments(p: argparse.ArgumentParser) -> None:
     _add_parallel(p)
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
+    add_spaces(p)
 
 
 @subcommand("stats", "fill the statistics cache for a task (resumable, with progress)", _stats_arguments)
@@ -214,6 +222,8 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
     p.add_argument("--policy", default="accuracy", choices=POLICIES, help="row marked >>>> (default accuracy)")
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
+    p.add_argument("--raw", action="store_true", help="show the programs as evolved, not simplified (no sympy, no pool)")
+    p.add_argument("--latex", action="store_true", help="also print each hall-of-fame formula as LaTeX")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
@@ -228,7 +238,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from eznas.report import inspect_run
 
     print(inspect_run(args.run, top=args.top, policy=args.policy, heldout=not args.no_heldout,
-                      data_dir=args.data_dir, cache_dir=args.cache_dir))
+                      data_dir=args.data_dir, cache_dir=args.cache_dir, formulas=not args.raw, latex=args.latex))
     return 0
 
 
@@ -275,6 +285,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                                                    "compare_<task>)")
     add_data_dir(p)
     add_cache_dirs(p)
+    add_spaces(p)
 
 
 @subcommand("evaluate", "score a proxy (baseline, exported .py file or expression) on a benchmark sample",
@@ -316,6 +327,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
     add_data_dir(p)
     add_cache_dirs(p)
+    add_spaces(p)
 
 
 @subcommand("search", "zero-shot NAS: random search or regularized evolution with a proxy as fitness", _search_arguments,

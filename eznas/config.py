@@ -13,6 +13,8 @@ Sections and keys (defaults in brackets)::
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
                  seed_from [[]]
+    [spaces.NAME] builder, truth, images ["cifar10"], resolution [32], classes [10]: a user's own
+                 search space, task user:NAME (eznas/user_spaces.py)
 
 ``key=value`` overrides (``evolution.generations=5``) are applied after the file is read.
 """
@@ -27,10 +29,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eznas import user_spaces
 from eznas.errors import EznasError
 from eznas.backends import BACKENDS, MAX_JOBS
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
+from eznas.user_spaces import UserSpace
 
 AGGREGATES = ("mean", "min", "space_mean", "space_min", "space_softmin")
 MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take them)
@@ -67,7 +71,7 @@ class TasksConfig:
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
     sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
     heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools and validation)
-    validate: tuple[str, ...] = ()  # tasks that choose the published program among the hall of fame (policy validation), never fitness
+    validate: tuple[str, ...] = ()  # tasks whose networks (not in the pools) choose the published program (policy validation), never fitness
     validate_size: int = 200  # networks per validation task (disjoint from evolution pools)
     aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b; or the mean tau per space family, then their space_mean, space_min or space_softmin
 
@@ -100,11 +104,15 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     probe: ProbeSettings = field(default_factory=ProbeSettings)  # the [probe] table: eznas.probe.ProbeSettings
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    spaces: tuple[UserSpace, ...] = ()  # [spaces.NAME] tables: users' own search spaces (eznas/user_spaces.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (TOML/JSON friendly)."""
-        return {f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
-                for f in fields(self)}
+        doc = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, name)).items()}
+               for name in _SECTION_CLASSES}
+        if self.spaces:
+            doc["spaces"] = {s.name: s.to_dict() for s in self.spaces}
+        return doc
 
 
 _SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeSettings, "evolution": EvolutionConfig}
@@ -126,10 +134,17 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Confi
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a plain dict (as read from TOML) into a `Config`."""
-    sections = {}
+    sections: dict[str, Any] = {}
+    spaces = raw.get("spaces", {})
+    if not isinstance(spaces, dict):
+        raise EznasError(f"{source}: [spaces] must hold [spaces.NAME] tables")
+    base = Path(source).parent  # relative paths of a user space start at the declaring file
+    sections["spaces"] = tuple(user_spaces.declare(name, table, base, source) for name, table in spaces.items())
     for name, value in raw.items():
+        if name == "spaces":
+            continue
         if name not in _SECTION_CLASSES:
-            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}")
+            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}, spaces")
         if not isinstance(value, dict):
             raise EznasError(f"{source}: [{name}] must be a table of keys")
         sections[name] = _build_section(_SECTION_CLASSES[name], value, f"{source}: [{name}]")
@@ -185,9 +200,9 @@ def _validate(c: Config, source: str) -> None:
     check(len(c.tasks.evolve) >= 1, "tasks.evolve", list(c.tasks.evolve), "name at least one task")
     for t in (*c.tasks.evolve, *c.tasks.heldout):
         parse_task(t)
-    overlap = set(c.tasks.validate) & (set(c.tasks.evolve) | set(c.tasks.heldout))
+    overlap = set(c.tasks.validate) & set(c.tasks.heldout)
     check(not overlap, "tasks.validate", list(c.tasks.validate),
-          f"a validation task may be neither evolved on nor held out ({', '.join(sorted(overlap))} is)")
+          f"a validation task may not be held out too ({', '.join(sorted(overlap))} is)")
     for t in c.tasks.validate:
         parse_task(t)
     for key in ("pool_size", "sample_size", "heldout_size", "validate_size"):

@@ -55,7 +55,7 @@ def _clean(value: Any) -> tuple[Any, str | None]:
     return (value, None) if math.isfinite(value) else (None, f"non-finite score {value}")
 
 
-def score_network(task: str, arch: Any, seed: int, batch_size: int, specs: Sequence[ProxySpec],
+def score_network(task: Task, arch: Any, seed: int, batch_size: int, specs: Sequence[ProxySpec],
                   data_dir: str | None) -> list[dict[str, Any]]:
     """Worker: build one network and its batch, run each baseline/file proxy on it, time each call."""
     x, y = inputs.batch(task, batch_size, seed, "real", data_dir)
@@ -100,7 +100,7 @@ def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[Scor
             todo.append((r, missing))
     if not todo:
         return {}
-    jobs = [(score_network, (run.task.name, r["arch"], run.seed, run.batch_size, [specs[i] for i in missing],
+    jobs = [(score_network, (run.task, r["arch"], run.seed, run.batch_size, [specs[i] for i in missing],
                              run.data_dir)) for r, missing in todo]
     lost = {}
     bar = tqdm(total=len(todo), desc=f"scoring {run.task.name}", unit="net", disable=not run.progress,

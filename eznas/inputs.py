@@ -34,8 +34,8 @@ def batch(
     """Return ``(inputs [n,3,r,r] float32, targets [n] int64)`` for ``task``.
 
     ``kind="real"`` draws ``n`` distinct images with ``seed`` from the task's image set and
-    normalises them with that dataset's mean/std; ``kind="noise"`` gives standard Gaussian
-    inputs with uniformly drawn labels. The same arguments give bit-identical tensors.
+    normalises them with that dataset's mean/std; ``kind="noise"`` (or a user space declared with
+    ``images = "noise"``) gives standard Gaussian inputs with uniformly drawn labels. The same arguments give bit-identical tensors.
     """
     t = parse_task(task)
     if kind not in KINDS:
@@ -43,7 +43,7 @@ def batch(
     if n <= 0:
         raise EznasError(f"batch size must be positive, got {n}")
     gen = torch.Generator().manual_seed(seed)
-    if kind == "noise":
+    if kind == "noise" or t.images == "noise":
         x = torch.randn(n, 3, t.resolution, t.resolution, generator=gen)
         y = torch.randint(0, t.num_classes, (n,), generator=gen)
         return x, y

@@ -43,6 +43,13 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
                         help="benchmark data directory (default: $EZNAS_DATA_DIR, then ./data, then ../shared/data)")
 
 
+def add_spaces(parser: argparse.ArgumentParser) -> None:
+    """``--spaces FILE``: a TOML file whose ``[spaces.NAME]`` tables declare user spaces (tasks ``user:NAME``)."""
+    parser.add_argument("--spaces", metavar="FILE", default=None,
+                        help="TOML file declaring your own search spaces in [spaces.NAME] tables (e.g. your run "
+                             "config), so that tasks user:NAME can be named")
+
+
 def add_cache_dirs(parser: argparse.ArgumentParser, scores: bool = True) -> None:
     """``--cache-dir`` (the cache root) and, with ``scores``, ``--scores-dir`` (the per-network score cache)."""
     parser.add_argument("--cache-dir", default=None,
@@ -55,13 +62,15 @@ def add_cache_dirs(parser: argparse.ArgumentParser, scores: bool = True) -> None
 
 
 def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: str) -> None:
-    """The options of a table script: sample sizes, seed, workers, tasks, output prefix, directories."""
+    """The options of a table script: sample sizes, seed, workers, tasks (when it has defaults), output prefix,
+    directories."""
     parser.add_argument("--n", type=bounded(2, 100_000), default=1000, help="NB201 networks per dataset (default 1000)")
     parser.add_argument("--nds-n", type=bounded(2, 100_000), default=None,
                         help="networks per task of the other spaces (default: all)")
     parser.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
     parser.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers (default 1)")
-    parser.add_argument("--tasks", default=",".join(tasks), help="comma-separated task ids")
+    if tasks:
+        parser.add_argument("--tasks", default=",".join(tasks), help="comma-separated task ids")
     parser.add_argument("--out", default=out, help=f"output prefix (default {out})")
     add_data_dir(parser)
     add_cache_dirs(parser)

@@ -24,14 +24,14 @@ from eznas.parallel import Failed, run_tasks
 from eznas.probe import LAYER_SCALARS, PROBE_VERSION, NetworkStats, ProbeSettings, probe
 from eznas.spaces import build_network
 from eznas.statsbatch import StatsBatch, stack
-from eznas.tasks import parse_task
+from eznas.tasks import Task, parse_task
 
 log = logging.getLogger(__name__)
 
 
-def network_key(task: str, arch: Any, cfg: ProbeSettings) -> str:
+def network_key(task: str | Task, arch: Any, cfg: ProbeSettings) -> str:
     """Cache key of one network's statistics: the one place that says what changes them."""
-    return stats_key(task=task, arch=arch, net_seed=cfg.net_seed,
+    return stats_key(task=parse_task(task).name, arch=arch, net_seed=cfg.net_seed,
                      batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
                      probe=cfg.cache_fields(), version=PROBE_VERSION)
 
@@ -43,21 +43,21 @@ def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
             **{name: () for name in LAYER_SCALARS}}
 
 
-def compute_stats(task: str, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
+def compute_stats(task: str | Task, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
     """Build the network, draw its minibatch and probe it (no cache)."""
     net = build_network(task, arch, seed=cfg.net_seed)
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     return probe(net, x, y, cfg)
 
 
-def _fill_one(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
+def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
     """Worker: build one network, draw its batch, probe it into the cache; returns the probe's seconds."""
     net = build_network(task, arch, seed=cfg.net_seed)
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     start = time.perf_counter()
     stats = probe(net, x, y, cfg)
     seconds = time.perf_counter() - start
-    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": task, "arch": arch})
+    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": parse_task(task).name, "arch": arch})
     return seconds
 
 
@@ -70,7 +70,7 @@ class Filled:
 
 
 def fill_cache(
-    task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
+    task: str | Task, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
     progress: bool = True, *, retries: int = 2, timeout: float | None = None,
 ) -> Filled:
@@ -80,17 +80,17 @@ def fill_cache(
     past ``timeout`` seconds) is not cached, and a warning names it:
     ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
     """
-    parse_task(task)
-    todo = [r for r in records if network_key(task, r["arch"], cfg) not in cache]
+    t = parse_task(task)  # jobs get the parsed task: a user space's declaration travels with it
+    todo = [r for r in records if network_key(t, r["arch"], cfg) not in cache]
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
-    jobs = [(_fill_one, (task, r["arch"], cfg, root, data)) for r in todo]
-    labels = [f"{task} #{r['index']}" for r in todo]
+    jobs = [(_fill_one, (t, r["arch"], cfg, root, data)) for r in todo]
+    labels = [f"{t.name} #{r['index']}" for r in todo]
     filled = Filled({}, {})
     if not todo:
         return filled
-    inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)  # bad input data: one error, not N
+    inputs.batch(t, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)  # bad input data: one error, not N
     cache.check_writable()
-    bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), desc=f"stats {t.name}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
                             timeout=timeout, labels=labels)

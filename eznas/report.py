@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from eznas import benchmarks
 from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
@@ -27,6 +28,7 @@ from eznas.plots import plot_fitness
 from eznas.pool import load_pool
 from eznas.run import (heldout_records, read_checkpoint, read_heldout, read_run, validation_records,
                        write_heldout)
+from eznas.statsbatch import StatsBatch, concat
 from eznas.tables.runs import front_csv, table
 
 POLICIES = ("accuracy", "parsimony", "validation")
@@ -91,8 +93,13 @@ def _rendered(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy", heldout: bool = True,
-                data_dir: str | None = None, cache_dir: str | None = None) -> str:
-    """The text report of a run directory (hall of fame, Pareto front), writing fitness.png and front.csv."""
+                data_dir: str | None = None, cache_dir: str | None = None, formulas: bool = True,
+                latex: bool = False) -> str:
+    """The text report of a run directory (hall of fame, Pareto front), writing fitness.png and front.csv.
+
+    ``formulas``: show each program as its simplest form that scores as the program does on every
+    network of the run's pools (`eznas.simplify.verified`); ``latex``: add each one's LaTeX.
+    """
     out = Path(out)
     ckpt = read_checkpoint(out)
     cfg = read_run(out, data_dir).config
@@ -104,16 +111,56 @@ def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy",
     plot = plot_fitness(out, ckpt["history"]) if ckpt["history"] else None
     kinds = {**{t: "heldout" for t in cfg.tasks.heldout}, **{t: "validate" for t in cfg.tasks.validate}}
     write_atomic(out / "front.csv", front_csv(front, unseen, kinds))
+    forms = readable_forms(out, [r["expr"] for r in hof + front], data_dir, cache_dir) if formulas else {}
+    shown_hof, shown_front = ([{**r, "infix": _form_text(forms[r["expr"]])} for r in rows] if forms else rows
+                              for rows in (hof, front))
     done = ckpt["next_generation"] - 1
     note = "".join(f"\n'{name}': mean tau over {', '.join(tasks)} (heldout.json)" for name, tasks in
                    (("valid", cfg.tasks.validate), ("heldout", cfg.tasks.heldout)) if tasks and unseen)
+    if forms:
+        note += ("\nformulas: '=' simplified exactly, '~' simplified with facts true on every pool network, "
+                 "'.' as evolved; each scores as its program on every pool network (--raw shows the programs)")
     parts = [f"run {out}: generation {done} of {cfg.evolution.generations}, "
              f"{len(ckpt['scored'])} programs scored on the whole pool, {ckpt['elapsed'] / 60:.1f} min",
-             f"\nHall of fame (policy '{policy}' marks >>>>):", table(hof, choose(hof, policy, validation), columns),
-             "\nPareto front (size vs pool fitness):", table(front, choose(front, policy, validation), columns) + note]
+             f"\nHall of fame (policy '{policy}' marks >>>>):",
+             table(shown_hof, choose(hof, policy, validation), columns),
+             "\nPareto front (size vs pool fitness):",
+             table(shown_front, choose(front, policy, validation), columns) + note]
+    if latex and forms:
+        parts += ["\nLaTeX of the hall of fame:"] + [f"{i:>4}  {forms[r['expr']].latex}" for i, r in enumerate(hof)]
     if plot:
         parts.append(f"\nwrote {plot} and {out / 'front.csv'}")
     return "\n".join(parts)
+
+
+def readable_forms(out: Path, exprs: list[str], data_dir: str | None = None, cache_dir: str | None = None,
+                   echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each program's simplest form verified on the run's evolution pools (program -> `eznas.simplify.Simplified`)."""
+    from eznas.simplify import verified  # sympy: loaded only when formulas are asked for
+
+    batch = pool_batch(out, data_dir, cache_dir)
+    distinct = list(dict.fromkeys(exprs))
+    echo(f"simplifying {len(distinct)} programs, checked on the {batch.n_nets} pool networks (--raw skips this)")
+    return {e: verified(e, batch) for e in distinct}
+
+
+def pool_batch(out: Path, data_dir: str | None = None, cache_dir: str | None = None) -> StatsBatch:
+    """The statistics of the run's evolution pools (from the cache; what is missing is computed)."""
+    run = read_run(out, data_dir)
+    cfg = run.config
+    cache = StatsCache(cache_dir) if cache_dir else StatsCache()
+    parts = []
+    for task, indices in run.pools.items():
+        everything = benchmarks.load_task(task, data_dir)
+        parts.append(load_pool(task, [everything[i] for i in indices], cfg.probe, cache, cfg.run.n_jobs,
+                               cfg.run.backend, cfg.run.address, data_dir, retries=cfg.run.retries,
+                               timeout=cfg.run.job_timeout))
+    return concat(parts)
+
+
+def _form_text(form: Any) -> str:
+    mark = "." if not form.simplified else "=" if form.exact else "~"
+    return f"{mark} {form.text}"
 
 
 def chosen_rank(out: str | os.PathLike, policy: str, data_dir: str | None = None, cache_dir: str | None = None) -> int:

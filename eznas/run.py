@@ -240,7 +240,7 @@ class RunInfo:
     @property
     def used(self) -> dict[str, list[int]]:
         """Every network the run saw, by task: what a held-out evaluation leaves out (`used_indices`)."""
-        return {**self.pools, **self.validation}
+        return {t: [*self.pools.get(t, []), *self.validation.get(t, [])] for t in {**self.pools, **self.validation}}
 
 
 def read_run(source: str | os.PathLike, data_dir: str | None = None) -> RunInfo:

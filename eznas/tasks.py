@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eznas import user_spaces
 from eznas.errors import EznasError
 
 NB201_DATASETS = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
@@ -36,6 +37,7 @@ class Task:
     num_classes: int
     resolution: int
     images: str
+    user: user_spaces.UserSpace | None = None  # the declaration of a ``user:NAME`` space (travels to workers)
 
     @property
     def imagenet_layout(self) -> bool:
@@ -72,9 +74,15 @@ def parse_task(task: str | Task) -> Task:
             raise EznasError(f"unknown task {task!r}: the {space.upper()} sample has only "
                              f"{', '.join(NASLIB_DATASETS)} (use '{space}:cifar10')")
         return Task(task, space, key, 10, 32, "cifar10")
+    if space == "user":
+        declared = user_spaces.lookup(key)
+        if declared is None:
+            raise EznasError(f"unknown task {task!r}: no space {key!r} is declared; declare it in a [spaces.{key}] "
+                             "table of the run config, or pass --spaces FILE (see eznas/user_spaces.py)")
+        return Task(task, "user", key, declared.classes, declared.resolution, declared.images, declared)
     raise EznasError(
-        f"unknown task {task!r}: the space must be 'nb201', 'nds', 'nb101' or 'nb301' "
-        f"(e.g. 'nb201:cifar10')"
+        f"unknown task {task!r}: the space must be 'nb201', 'nds', 'nb101', 'nb301' or 'user' "
+        f"(e.g. 'nb201:cifar10', or 'user:NAME' for a space declared in a [spaces.NAME] table)"
     )
 
 
@@ -84,9 +92,9 @@ ANYNET_PREFIXES = ("ResNeXt", "ResNet", "Vanilla")  # NDS sweeps of AnyNet netwo
 def family(task: str | Task) -> str:
     """The search-space family of a task, the unit of transfer: ``nb201``, ``nds-cell`` (DARTS, ENAS,
     Amoeba, NASNet, PNAS sweeps), ``nds-anynet`` (ResNet, ResNeXt, Vanilla sweeps), or the space name
-    for other spaces. Tasks of one family share their design, so a proxy evolved on one of them
+    for other spaces (``user:NAME`` for each user space). Tasks of one family share their design, so a proxy evolved on one of them
     has not been tested on a new space when it is scored on another."""
     t = parse_task(task)
     if t.space == "nds":
         return "nds-anynet" if t.key.startswith(ANYNET_PREFIXES) else "nds-cell"
-    return t.space
+    return t.name if t.space == "user" else t.space

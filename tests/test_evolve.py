@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -151,6 +152,13 @@ def test_inspect_prints_tables_and_writes_plot(workspace, finished_run):
     assert (finished_run / "front.csv").read_text().startswith("size,depth,fitness")
     held = json.loads((finished_run / "heldout.json").read_text())
     assert all("nb201:cifar100" in v for v in held.values())
+    rows = [line for line in r.stdout.splitlines() if line[5:9].strip().isdigit()][:3]
+    assert len(rows) == 3 and all(re.search(r"  [=~.] \S", line) for line in rows)  # each shown as a formula
+    r = run_cli("inspect", str(finished_run), "--top", "3", "--raw", "--latex", "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0 and "simplifying" not in r.stdout and "LaTeX" not in r.stdout
+    r = run_cli("inspect", str(finished_run), "--top", "2", "--latex", "--no-heldout", "--cache-dir",
+                str(workspace["cache"]))
+    assert r.returncode == 0 and "LaTeX of the hall of fame" in r.stdout
 
 
 def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):

@@ -133,7 +133,7 @@ def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.Capture
     (out / run_dir.CHECKPOINT).write_text(json.dumps(doc))
     from eznas.cli import main
 
-    assert main(["inspect", str(out), "--no-heldout"]) == 0
+    assert main(["inspect", str(out), "--no-heldout", "--raw"]) == 0
     assert main(["export", str(out), "-o", str(tmp_path / "p.py")]) == 0
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "(log_params + log_flops)" in printed

@@ -109,3 +109,22 @@ def test_policies_pick_by_pool_fitness_or_by_validation_tau() -> None:
     assert choose(rows, "validation", {"a": 0.40, "b": 0.30, "c": 0.395}) == 2  # c is within 0.01 of a, and smaller
     with pytest.raises(EznasError, match="tasks.validate"):
         choose(rows, "validation", {})
+
+
+def test_authors_section_compares_our_scores_with_the_files_values() -> None:
+    from conftest import DATA_DIR
+    from eznas import benchmarks
+    from eznas.tables.evaluations import authors_section
+
+    if DATA_DIR is None:
+        pytest.skip("benchmark data not found")
+    records = benchmarks.load_task("nb301:cifar10", DATA_DIR)[:50]
+    theirs = np.array([r["zc"]["synflow"] for r in records])
+    accuracy = np.array([r["accuracy"] for r in records])
+    ours = Evaluation("synflow", "nb301:cifar10", 0, 64, np.arange(50), accuracy, theirs ** 3, np.ones(50), ())
+    other = Evaluation("params", "nb301:cifar10", 0, 64, np.arange(50), accuracy, -theirs, np.ones(50), ())
+    lines = authors_section({"nb301:cifar10": [ours, other]}, str(DATA_DIR)).splitlines()
+    assert len(lines) == 3  # params has no value in the file
+    cells = [c.strip() for c in lines[2].split("|")]
+    assert cells[2] == "`synflow`" and cells[3] == "1.000"  # a monotone transform ranks alike
+    assert cells[4] == cells[5] == f"{sps.kendalltau(theirs, accuracy).statistic:.3f}"

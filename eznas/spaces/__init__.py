@@ -34,6 +34,8 @@ def build_network(task: str | Task, arch: Any, seed: int = 0, device: str | torc
                 from eznas.spaces import nb201
 
                 return nb201.build(arch, num_classes=t.num_classes)
+            if t.user is not None:
+                return t.user.build(arch, t.num_classes)
             if t.space == "nb101":
                 from eznas.spaces import nb101
 
