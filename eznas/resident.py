@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from eznas.parallel import run_tasks
 
 T = TypeVar("T")
-KEEP = 2  # values a process keeps (with what it built from them)
+KEEP = 1  # values a process keeps (with what it built from them): a run has one pool
 
 _KEPT: OrderedDict[tuple[str, Callable[..., Any]], Any] = OrderedDict()
 _LOCK = threading.Lock()
