@@ -23,7 +23,8 @@ from eznas.probe import ProbeSettings
 from eznas.errors import EznasError
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
-from eznas.simplify import simplify, size, to_sympy, verified
+from eznas.formula import size, to_sympy
+from eznas.simplify import simplify, verified
 from eznas.statsbatch import StatsBatch
 
 from conftest import REPO, needs_data
