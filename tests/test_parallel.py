@@ -95,8 +95,10 @@ def test_no_jobs_and_bad_arguments():
     assert list(run_tasks([], n_jobs=2, backend="loky")) == []
     with pytest.raises(EznasError, match="unknown backend 'spark'"):
         run_tasks([(abs, (1,))], backend="spark")
-    with pytest.raises(EznasError, match="1 or more"):
+    with pytest.raises(EznasError, match="must be 1 to 256, not 0"):
         run_tasks([(abs, (1,))], n_jobs=0)
+    with pytest.raises(EznasError, match="must be 1 to 256, not 1000"):
+        run_tasks([(abs, (1,))], n_jobs=1000)
     with pytest.raises(EznasError, match="timeout"):
         run_tasks([(abs, (1,))], timeout=0)
     with pytest.raises(EznasError, match="retries"):
@@ -107,7 +109,7 @@ def test_check_backend_refuses_bad_settings_before_a_run():
     check_backend("loky", 2)
     with pytest.raises(EznasError, match="unknown backend 'spark'"):
         check_backend("spark")
-    with pytest.raises(EznasError, match="1 or more"):
+    with pytest.raises(EznasError, match="must be 1 to 256, not 0"):
         check_backend("threading", 0)
 
 
