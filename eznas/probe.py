@@ -44,8 +44,9 @@ many networks stack into one tensor):
 
 - ``W``, ``dW``, ``H`` [L, R, C]: the weight as a matrix [out, in/groups * kh * kw], its
   gradient, its Hessian-diagonal estimate; ``R`` rows and ``C`` columns kept.
-- ``A``, ``G`` [L, N, F]: the node output flattened per sample to [N, C*H*W] (or [N, out]) and
-  its gradient, ``F`` columns kept. ``G`` is per sample: N * dLoss/dA, the gradient of each
+- ``A``, ``G`` [L, N, F]: the node output flattened per sample to [N, C*H*W] (or [N, out]; an
+  output [L, N, ...] is taken as sequence first, one [N*k, ...] as the batch folded in, batch
+  major, as windowed attention does) and its gradient, ``F`` columns kept. ``G`` is per sample: N * dLoss/dA, the gradient of each
   sample's own loss.
 - ``KA``, ``KG``, ``KS`` [L, N, N]: sample-by-sample matrices from the node output (at most
   ``GRAM_FEATURES`` = 2048 seeded columns of it): Pearson correlation of A, of G, and the NASWOT
@@ -306,11 +307,17 @@ def _log(x: float | torch.Tensor) -> float | torch.Tensor:
 
 
 def _per_sample(t: torch.Tensor, n: int) -> torch.Tensor | None:
-    """``t`` detached as [n, features]: batch first, or sequence first ([L, n, ...]); None otherwise."""
+    """``t`` detached as [n, features], None when no dimension holds the batch.
+
+    Batch first ([n, ...]); sequence first ([L, n, ...]); or the batch folded into the first
+    dimension, batch-major ([n*k, ...], as windowed or patch-wise attention layouts are).
+    """
     if t.dim() >= 1 and t.shape[0] == n:
         return t.detach().reshape(n, -1)
     if t.dim() >= 2 and t.shape[1] == n:
         return t.detach().transpose(0, 1).reshape(n, -1)
+    if t.dim() >= 1 and t.shape[0] % n == 0:
+        return t.detach().reshape(n, -1)
     return None
 
 
@@ -450,12 +457,31 @@ def _see_attention(attention: nn.MultiheadAttention) -> None:
         attention.seen_v = _shared_linear(attention.v_proj_weight)
 
 
+class _Hardsigmoid(nn.Hardsigmoid):
+    """``nn.Hardsigmoid`` as relu6(x + 3) / 6, which autograd can differentiate twice."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) / 6.0
+
+
+class _Hardswish(nn.Hardswish):
+    """``nn.Hardswish`` as x * relu6(x + 3) / 6, which autograd can differentiate twice."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * F.relu6(x + 3.0) / 6.0
+
+
+_TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _Hardsigmoid, nn.Hardswish: _Hardswish}
+
+
 def private_copy(net: nn.Module) -> nn.Module:
     """The copy of ``net`` that the probe works on (see the module docstring).
 
     Its parameters share the net's storage, with ``requires_grad`` off; its buffers and other
     state are deep copies; it has no module hooks; its ``nn.MultiheadAttention`` modules are
-    `_SeenAttention`; it is in probe mode (normalisation layers in training mode, the rest in eval).
+    `_SeenAttention`; its ``nn.Hardsigmoid`` and ``nn.Hardswish`` modules compute the same
+    function in a twice-differentiable form (torch has no second derivative of their kernels); it
+    is in probe mode (normalisation layers in training mode, the rest in eval).
     """
     memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in net.parameters()}
     for module in net.modules():
@@ -473,6 +499,8 @@ def private_copy(net: nn.Module) -> nn.Module:
             module.train()
         if type(module) is nn.MultiheadAttention:
             _see_attention(module)
+        if type(module) in _TWICE_DIFFERENTIABLE:
+            module.__class__ = _TWICE_DIFFERENTIABLE[type(module)]
     return work
 
 
@@ -778,9 +806,15 @@ def _hutchinson(rec: _Recorder, keep: list[int], probes: int) -> list[torch.Tens
         return total
     for k in range(probes):
         zs = [rademacher(w.shape, SUBSAMPLE_SEED, i, k, w.dtype, w.device) for i, w in zip(keep, weights)]
-        products = torch.autograd.grad([rec.grads[keep[j]] for j in linked], weights,
-                                       grad_outputs=[zs[j] for j in linked], retain_graph=k < probes - 1,
-                                       allow_unused=True)
+        try:
+            products = torch.autograd.grad([rec.grads[keep[j]] for j in linked], weights,
+                                           grad_outputs=[zs[j] for j in linked], retain_graph=k < probes - 1,
+                                           allow_unused=True)
+        except RuntimeError as e:
+            if "is not implemented" not in str(e):
+                raise
+            raise ValueError(f"net: the Hessian statistics (H, log_h_trace) need second derivatives, and torch has "
+                             f"none for an operation of its forward ({e}); leave those statistics out") from None
         for acc, z, hz in zip(total, zs, products):
             if hz is not None:
                 acc.addcmul_(z, hz.detach())
