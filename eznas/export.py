@@ -92,6 +92,7 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])'
                    if uses_layers else "None")
     code = embedded_code(needs, used, ["from types import SimpleNamespace"])
+    info_text = _info_lines(info or {})
     return f'''"""Zero-cost proxy evolved by eznas.
 
     score = {readable}
@@ -107,7 +108,7 @@ math and the standard library. The code below is eznas's probe (version {probe_m
 restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
-{_info_lines(info or {{}})}
+{info_text}
 """
 
 {code}

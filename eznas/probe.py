@@ -21,7 +21,7 @@ for the Hessian products, and the same whatever the statistics asked).
 
 For a batch of N samples the probe runs, on the copy:
 
-1. a forward pass on the first two samples that finds the classifier (the last node to run)
+1. a forward pass on the first two samples that finds the classifier (the last node found)
    and checks the output; the classifier's weight is then re-drawn, seeded, uniform in
    +-1/sqrt(fan_in), and its bias zeroed, so that no statistic depends on how the net
    initialised its head (a zero-initialised head would stop every gradient);
@@ -244,7 +244,7 @@ def _unit_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.float()
     x = x - x.mean(dim=-1, keepdim=True)
     norm = torch.linalg.vector_norm(x, dim=-1)
-    floor = torch.linalg.vector_norm(x, ord=math.inf, dim=(-2, -1)).add_(1.0).mul_(1e-12)
+    floor = x.abs().amax(dim=(-2, -1)).add_(1.0).mul_(1e-12)
     live = norm > floor.unsqueeze(-1)
     return x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm))
 
@@ -265,7 +265,7 @@ def sign_kernel(x: torch.Tensor) -> torch.Tensor:
 
     With s = +-1 codes, agreements = (s s^T / D + 1) / 2: one matrix product.
     """
-    s = torch.where(x > 0, 1.0, -1.0)
+    s = (x > 0).float().mul_(2.0).sub_(1.0)
     return (s @ s.mT).div_(x.shape[-1]).add_(1.0).mul_(0.5)
 
 
@@ -383,18 +383,6 @@ def _checked_logits(output: Any, targets: torch.Tensor | None, n: int, loss: str
     return logits
 
 
-def _forward(net: nn.Module, x: torch.Tensor) -> Any:
-    """``net(x)``, with batch-norm's complaint about a too small batch turned into a ValueError
-    naming the batch."""
-    try:
-        return net(x)
-    except ValueError as e:
-        if "Expected more than 1" not in str(e):
-            raise
-        raise ValueError(f"inputs: a batch of {len(x)} is too small for the net's normalisation layers, which the "
-                         f"probe runs on batch statistics ({e}); pass more samples") from None
-
-
 # ----------------------------------------------------------------------------- the private copy
 
 NODE_TYPES = (nn.Conv2d, nn.Linear)
@@ -504,24 +492,6 @@ def private_copy(net: nn.Module) -> nn.Module:
     return work
 
 
-def _classifier(work: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, loss: str) -> nn.Module:
-    """The last node module to run on ``x`` (the first samples of the batch); checks on the way
-    that the output holds logits and that every label of ``targets`` (the whole batch's) is a class."""
-    ran: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, args, out: ran.append(m))
-               for m in work.modules() if isinstance(m, NODE_TYPES)]
-    try:
-        with torch.no_grad():
-            output = _forward(work, x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not ran:
-        raise ValueError("net: no Conv2d or Linear layer ran in its forward pass; the probe measures those layers")
-    _checked_logits(output, targets, len(x), loss)
-    return ran[-1]
-
-
 def redraw_classifier(head: nn.Module) -> None:
     """Re-draw the classifier's weight, seeded, uniform in +-1/sqrt(fan_in); zero its bias."""
     weight = head.weight
@@ -533,18 +503,18 @@ def redraw_classifier(head: nn.Module) -> None:
         head.bias = nn.Parameter(torch.zeros_like(head.bias), requires_grad=False)
 
 
-def _type_name(module: nn.Module) -> str:
-    return "MultiheadAttention" if isinstance(module, _SeenAttention) else type(module).__name__
-
-
 # ----------------------------------------------------------------------------- recording
+
+def _weight_matrices(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``module`` itself named ``*weight*`` with two or more dimensions."""
+    return [p for name, p in module.named_parameters(recurse=False) if "weight" in name and p.dim() > 1]
+
 
 class _Recorder:
     """Forward hooks on the private copy: find the nodes, count their FLOPs and hand each node's
     first output (and, through a tensor hook, its gradient) to the measures.
 
-    Also notes the modules with weight matrices (parameters named ``*weight*`` of 2+ dims) that
-    run without being nodes, to report them (`unseen`).
+    Also notes the other modules with weight matrices that run, to report those not seen (`unseen`).
     """
 
     def __init__(self, work: nn.Module, measures: list[_Measure], n: int, need_grad: bool) -> None:
@@ -554,42 +524,46 @@ class _Recorder:
         self.nodes: list[nn.Module] = []
         self.macs = 0.0
         self.grads: dict[int, torch.Tensor] = {}
-        self.hess: dict[int, torch.Tensor] = {}
         self._index: dict[int, int] = {}
         self._ran: list[nn.Module] = []
-        self._layout_unknown: set[str] = set()
+        self._no_layout: set[str] = set()
         self._tensor_hooks: list[Any] = []
-        self._handles = []
+        self._hooks = []
         for module in work.modules():
             if isinstance(module, NODE_TYPES):
                 module.weight.requires_grad_(True)
-                self._handles.append(module.register_forward_hook(self._on_output))
-            elif any("weight" in name and p.dim() > 1 for name, p in module.named_parameters(recurse=False)):
-                self._handles.append(module.register_forward_hook(lambda m, args, out: self._ran.append(m)))
+                self._hooks.append(module.register_forward_hook(self._on_output))
+            elif _weight_matrices(module):
+                self._hooks.append(module.register_forward_hook(lambda m, args, out: self._ran.append(m)))
 
     def forward(self, work: nn.Module, x: torch.Tensor) -> Any:
-        """Run the net with the hooks, which are removed afterwards."""
+        """``work(x)`` with the hooks, which are removed afterwards; batch-norm's complaint about a
+        too small batch becomes a ValueError naming the batch."""
         try:
-            return _forward(work, x)
+            return work(x)
+        except ValueError as e:
+            if "Expected more than 1" not in str(e):
+                raise
+            raise ValueError(f"inputs: a batch of {len(x)} is too small for the net's normalisation layers, which "
+                             f"the probe runs on batch statistics ({e}); pass more samples") from None
         finally:
-            for handle in self._handles:
-                handle.remove()
+            for hook in self._hooks:
+                hook.remove()
 
     def release(self) -> None:
         """Remove the tensor hooks (so that Hessian products do not call them again)."""
-        for handle in self._tensor_hooks:
-            handle.remove()
+        for hook in self._tensor_hooks:
+            hook.remove()
 
     def _on_output(self, module: nn.Module, args: tuple, out: Any) -> None:
         flat = _per_sample(out, self.n) if isinstance(out, torch.Tensor) else None
         if flat is None:
-            self._layout_unknown.add(type(module).__name__)
+            self._no_layout.add(type(module).__name__)
             return
         self.macs += flat.shape[1] * module.weight[0].numel()
         if id(module) in self._index:
             return
-        index = len(self.nodes)
-        self._index[id(module)] = index
+        index = self._index[id(module)] = len(self.nodes)
         self.nodes.append(module)
         for measure in self.measures:
             measure.on_output(index, out, flat)
@@ -602,12 +576,12 @@ class _Recorder:
             measure.on_grad(index, flat)
 
     def unseen(self) -> list[str]:
-        """Module types whose weight matrices ran in the forward pass but are not nodes."""
+        """The types of the modules whose weight matrices ran in the forward pass but are not
+        nodes (a private subclass of the probe's is named by its public base)."""
         seen = {id(m.weight) for m in self.nodes}
-        names = {_type_name(m) for m in self._ran
-                 if any("weight" in name and p.dim() > 1 and id(p) not in seen
-                        for name, p in m.named_parameters(recurse=False))}
-        return sorted(names | self._layout_unknown)
+        names = {next(c.__name__ for c in type(m).__mro__ if not c.__name__.startswith("_")) for m in self._ran
+                 if any(id(p) not in seen for p in _weight_matrices(m))}
+        return sorted(names | self._no_layout)
 
 
 # ----------------------------------------------------------------------------- measures
@@ -762,14 +736,10 @@ class _Weights(_Measure):
 
 
 class _WeightGrads(_Measure):
-    """dW, its norm and SNIP per kept node, and the gradient norm and SNIP over all nodes."""
+    """dW, its norm and SNIP of the kept nodes."""
 
-    provides = frozenset({"dW", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total"})
+    provides = frozenset({"dW", "log_dw_norm", "log_snip"})
     grad = True
-
-    def __init__(self, settings: Any, wanted: frozenset[str]) -> None:
-        super().__init__(settings, wanted)
-        self.all_grads = bool(wanted & {"log_grad_norm", "log_snip_total"})
 
     def finish(self, rec: _Recorder, keep: list[int], layers: dict[str, torch.Tensor],
                scalars: dict[str, float]) -> None:
@@ -777,10 +747,20 @@ class _WeightGrads(_Measure):
         layers["dW"] = _stack([_weight_rows_cols(w, i, self.settings)(g) for i, (w, g) in zip(keep, pairs)])
         layers["log_dw_norm"] = _stack([_log(torch.linalg.vector_norm(g)) for _, g in pairs])
         layers["log_snip"] = _stack([_log((w * g).abs().sum()) for w, g in pairs])
-        if self.all_grads:
-            every = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
-            scalars["log_grad_norm"] = float(_log(torch.sqrt(sum(g.double().square().sum() for _, g in every))))
-            scalars["log_snip_total"] = float(_log(sum((w * g).abs().double().sum() for w, g in every)))
+
+
+class _GradTotals(_Measure):
+    """The gradient norm and SNIP over all nodes."""
+
+    provides = frozenset({"log_grad_norm", "log_snip_total"})
+    grad = True
+    all_grads = True
+
+    def finish(self, rec: _Recorder, keep: list[int], layers: dict[str, torch.Tensor],
+               scalars: dict[str, float]) -> None:
+        pairs = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
+        scalars["log_grad_norm"] = float(_log(torch.sqrt(sum(g.double().square().sum() for _, g in pairs))))
+        scalars["log_snip_total"] = float(_log(sum((w * g).abs().double().sum() for w, g in pairs)))
 
 
 class _Hessian(_Measure):
@@ -822,7 +802,7 @@ def _hutchinson(rec: _Recorder, keep: list[int], probes: int) -> list[torch.Tens
 
 
 MEASURES: tuple[type[_Measure], ...] = (_Activations, _OutputGrads, _Correlations, _SignKernel, _ChannelRank,
-                                        _Weights, _WeightGrads, _Hessian)
+                                        _Weights, _WeightGrads, _GradTotals, _Hessian)
 
 
 # ----------------------------------------------------------------------------- the probe
@@ -872,7 +852,13 @@ def measure(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, 
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode(False), torch.set_grad_enabled(need_grad), \
             sdpa_kernel(SDPBackend.MATH):
-        redraw_classifier(_classifier(work, x[:2], y, settings.loss))
+        dry = _Recorder(work, [], len(x[:2]), False)  # the first samples: find the classifier, check the output
+        with torch.no_grad():
+            output = dry.forward(work, x[:2])
+        if not dry.nodes:
+            raise ValueError("net: no Conv2d or Linear layer ran in its forward pass; the probe measures those layers")
+        _checked_logits(output, y, len(x[:2]), settings.loss)
+        redraw_classifier(dry.nodes[-1])
         rec = _Recorder(work, measures, n, need_grad)
         logits = _checked_logits(rec.forward(work, x), y, n, settings.loss)
         keep = kept_nodes(len(rec.nodes), settings.max_layers)

@@ -82,7 +82,7 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("regnety_016", "RegNet", "pycls_in1k", 77.862),
     ZooModel("deit_tiny_patch16_224", "ViT", "fb_in1k", 72.172),
     ZooModel("deit_small_patch16_224", "ViT", "fb_in1k", 79.844),
-    ZooModel("vit_small_patch16_224", "ViT", "augreg_in1k", 78.846),
+    ZooModel("deit_base_patch16_224", "ViT", "fb_in1k", 81.992),
     ZooModel("vit_base_patch32_224", "ViT", "augreg_in1k", 74.894),
     ZooModel("swin_tiny_patch4_window7_224", "Swin", "ms_in1k", 81.376),
     ZooModel("resmlp_12_224", "MLP", "fb_in1k", 76.648),
