@@ -32,8 +32,9 @@ For a batch of N samples the probe runs, on the copy:
    Hutchinson estimate H of the Hessian diagonal of the kept nodes' weights.
 
 The loss is the mean over samples of each sample's cross-entropy on its label (or of the sum of
-its logits): every statistic is a per-sample average or a per-sample quantity, so that a score
-ranks networks alike at any batch size. The logits are the forward output if it is a tensor; of
+its logits), and every statistic is a per-sample average or a per-sample quantity (``G``, and
+the logdets ``naswot`` and ``rcor`` divided by N), so that none grows with the batch size; the
+[N, N] matrices KA, KG, KS are batch-sized by nature. The logits are the forward output if it is a tensor; of
 a tuple or list, its last element (xautodl's ``(features, logits)``); of a dict (or model-output
 mapping), its ``"logits"`` entry, else its ``"out"`` entry.
 
@@ -46,8 +47,8 @@ many networks stack into one tensor):
   gradient, its Hessian-diagonal estimate; ``R`` rows and ``C`` columns kept.
 - ``A``, ``G`` [L, N, F]: the node output flattened per sample to [N, C*H*W] (or [N, out]; an
   output [L, N, ...] is taken as sequence first, one [N*k, ...] as the batch folded in, batch
-  major, as windowed attention does) and its gradient, ``F`` columns kept. ``G`` is per sample: N * dLoss/dA, the gradient of each
-  sample's own loss.
+  major, as windowed attention does) and its gradient, ``F`` columns kept. ``G`` is per sample:
+  N * dLoss/dA, the gradient of each sample's own loss.
 - ``KA``, ``KG``, ``KS`` [L, N, N]: sample-by-sample matrices from the node output (at most
   ``GRAM_FEATURES`` = 2048 seeded columns of it): Pearson correlation of A, of G, and the NASWOT
   kernel of A (fraction of units where two samples agree on A > 0).
@@ -70,7 +71,7 @@ ratio) and ``rcor`` (logdet of the sum of |KA| + |KG|, per sample). Every log is
 
 The statistics come in *measures* (`MEASURES`), groups computed together; the probe runs only
 the measures that produce a needed statistic, and an exported proxy embeds only those
-(`eznas.probe_source`). Subsampling: the kept columns (rows) are a permutation of the available
+(`eznas.embed`). Subsampling: the kept columns (rows) are a permutation of the available
 ones drawn from a CPU ``torch.Generator`` seeded from (`SUBSAMPLE_SEED`, node index, role); a
 layer narrower than F (R, C) repeats that permutation cyclically. The Rademacher vectors of the
 Hutchinson estimate are drawn the same way, on the kept nodes only, then moved to the device.

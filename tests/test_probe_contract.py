@@ -154,6 +154,17 @@ def test_stats_do_not_depend_on_the_classifier_initialisation(head: str) -> None
         assert default.layers["log_dw_norm"][0] > math.log(1e-20)  # gradients reach the first layer
 
 
+def test_per_sample_statistics_keep_their_scale_across_batch_sizes() -> None:
+    torch.manual_seed(0)
+    net = ConvNet(16, 3)
+    settings = ProbeSettings(max_layers=None, features=32)
+    small, large = (probe(net, *batch(n, 8, 10, seed=n), settings) for n in (16, 64))
+    g_small, g_large = (s.layers["G"].abs().mean(dim=(1, 2)).log() for s in (small, large))
+    assert (g_small - g_large).abs().max() < 0.5  # a sum over samples would differ by log 4
+    for name in ("naswot", "rcor"):  # logdets of [N, N] kernels, per sample
+        assert 0.5 < large.net[name] / small.net[name] < 2.0, (name, small.net[name], large.net[name])
+
+
 def _nb201_scores(batch_size: int) -> list[float]:
     from eznas import gp as programs
     from eznas.export import program_code
