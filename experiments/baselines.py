@@ -24,231 +24,36 @@ samples move tau by several hundredths).
 
 from __future__ import annotations
 
-import argparse
-import math
-import shlex
 import sys
-import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from scipy import stats as sps
-
-from eznas import benchmarks, proxies
-from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, csv_table, evaluate, format_number, write_text
+from eznas import proxies
 from eznas.errors import guarded
-from eznas.options import add_cache_dirs, add_data_dir
-from eznas.tasks import parse_task
-
-NB201_TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120")
-NDS_TASKS = ("nds:ENAS_in", "nds:PNAS_in", "nds:ResNeXt-A_in", "nds:ResNeXt-B_in", "nds:DARTS_in",
-             "nds:Amoeba_in", "nds:NASNet_in")
-# (task, proxy, metric, published low, published high, source) -- the figures issue 6 asks us to match
-REFERENCES = (
-    ("nb201:cifar10", "flops", "kendall_tau", 0.59, 0.62, "FLOPs tau, NB201 CIFAR-10, as quoted in issue 6"),
-    ("nb201:cifar10", "params", "kendall_tau", 0.59, 0.62, "params tau, NB201 CIFAR-10, as quoted in issue 6"),
-    ("nb201:cifar10", "synflow", "spearman_rho", 0.74, 0.74, "Abdelfattah et al., ICLR 2021"),
-    ("nb201:cifar10", "naswot", "spearman_rho", 0.78, 0.78, "Mellor et al., ICML 2021"),
-)
-FULL_COMMAND = ("python experiments/baselines.py --n 1000 --seed 0 --jobs 2 --exclude-run results/proxies/eznas_best.json "
-                "--scores-dir results/scores")
-BOOTSTRAP = 1000
-TOLERANCE = 0.05
-METRICS = (("kendall_tau", "Kendall tau-b", 3), ("spearman_rho", "Spearman rho", 3),
-           ("top10_precision", "Precision of the top 10%", 2), ("seconds_per_net", "Median seconds per network", 3))
-
-
-def bootstrap_interval(e: Evaluation, metric: str, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of a correlation over the finite scores (seeded)."""
-    mask = np.isfinite(e.scores)
-    s, a = e.scores[mask], e.accuracy[mask]
-    rng = np.random.default_rng(seed)
-    stat = sps.kendalltau if metric == "kendall_tau" else sps.spearmanr
-    draws = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sps.ConstantInputWarning)  # a resample of tied scores: skipped
-        for _ in range(BOOTSTRAP):
-            i = rng.integers(0, len(s), len(s))
-            value = stat(s[i], a[i]).statistic
-            if math.isfinite(value):
-                draws.append(value)
-    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
-
-
-def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int) -> str:
-    """Proxies as rows, tasks as columns; a cell with failures shows their count in brackets."""
-    tasks = list(results)
-    short = [t.split(":", 1)[1] for t in tasks]
-    lines = ["| proxy | " + " | ".join(short) + " |", "|---|" + "---:|" * len(tasks)]
-    for i, name in enumerate(e.proxy for e in results[tasks[0]]):
-        cells = []
-        for t in tasks:
-            e = results[t][i]
-            text = format_number(e.row()[metric], digits)
-            cells.append(text + (f" ({e.failed})" if e.failed and metric != "seconds_per_net" else ""))
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def metric_sections(results: dict[str, list[Evaluation]]) -> list[str]:
-    """One titled table per metric of `METRICS`, as Markdown lines."""
-    parts = []
-    for metric, title, digits in METRICS:
-        parts += [f"## {title}", "", metric_table(results, metric, digits), ""]
-    return parts
-
-
-def reference_section(results: dict[str, list[Evaluation]]) -> str:
-    """Our figures against the published ones, with bootstrap intervals and the gap."""
-    lines = ["| task | proxy | metric | published | ours | 95% bootstrap | gap > 0.05 |",
-             "|---|---|---|---|---|---|---|"]
-    for task, proxy, metric, low, high, source in REFERENCES:
-        found = [e for e in results.get(task, []) if e.proxy == proxy]
-        if not found:
-            continue
-        e = found[0]
-        ours = e.row()[metric]
-        lo, hi = bootstrap_interval(e, metric)
-        gap = max(low - ours, ours - high, 0.0)
-        published = f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
-        lines.append(f"| {task} | `{proxy}` | {metric.replace('_', ' ')} | {published} ({source}) | {ours:.3f} | "
-                     f"{lo:.3f} to {hi:.3f} | {'yes' if gap > TOLERANCE else 'no'} ({gap:.3f}) |")
-    return "\n".join(lines)
-
-
-def protocol_table(results: dict[str, list[Evaluation]], data_dir: str | None) -> str:
-    """Per task: networks evaluated, networks in the benchmark, input images and resolution."""
-    lines = ["| task | networks evaluated | networks in the benchmark | input images | resolution |",
-             "|---|---:|---:|---|---|"]
-    for task, evals in results.items():
-        t = parse_task(task)
-        total = len(benchmarks.load_task(task, data_dir))
-        lines.append(f"| {task} | {len(evals[0].scores)} | {total} | {t.images} (real, normalised) | "
-                     f"{t.resolution}x{t.resolution} |")
-    return "\n".join(lines)
-
-
-def _sizes(results: dict[str, list[Evaluation]]) -> str:
-    """'200 networks per NB201 dataset and 20 per NDS space' (or the per-task counts when they vary)."""
-    counts: dict[str, set[int]] = {}
-    for task, evals in results.items():
-        counts.setdefault(parse_task(task).space, set()).add(len(evals[0].scores))
-    words = {"nb201": "NB201 dataset", "nds": "NDS space"}
-    parts = [f"{'/'.join(map(str, sorted(n)))} networks per {words[space]}" for space, n in counts.items()]
-    return " and ".join(parts)
-
-
-def render(results: dict[str, list[Evaluation]], command: str, seed: int, data_dir: str | None,
-           exclude_run: str | None = None, full: bool = False) -> str:
-    """The whole Markdown report (``full``: it holds the whole protocol of issue 6)."""
-    sample = f"a sample drawn with `benchmarks.sample(task, n, seed={seed})` (all networks when n exceeds the benchmark)"
-    if exclude_run is not None:
-        sample += (f"; on NB201 without the networks of the evolution pools of `{exclude_run}` (pools drawn from the "
-                   "run's seed and task alone; an architecture is left out of all three datasets), so that these are "
-                   "the held-out networks of `experiments/heldout.py`, while every NDS space is whole (DARTS_in, "
-                   "Amoeba_in and NASNet_in are the evolution spaces)")
-    parts = [
-        "# Baseline zero-cost proxies on NAS-Bench-201 and NDS",
-        "",
-        "Generated by `experiments/baselines.py`; regenerate with",
-        "",
-        f"    {command}",
-        "",
-        f"This table holds {_sizes(results)}.",
-    ]
-    if full:
-        parts[-1] += (" NDS: the seven 50-epoch architecture sweeps of the protocol; `DARTS_fix-w-d_in` (5 epochs) and "
-                      "the three `_lr-wd_in` sweeps (learning rate and weight decay drawn per network) ask other "
-                      "questions and are left out (`--tasks` runs them).")
-    else:
-        parts[-1] += (f" The full protocol of issue 6 (at least 1,000 NB201 networks per dataset, every network of every "
-                      f"NDS space) is `{FULL_COMMAND}`; the score cache makes it resume and reuse every network "
-                      "scored here.")
-    parts += [
-        "",
-        f"Protocol: per task, {sample}; each network built with net seed {NET_SEED}, one batch of {BATCH_SIZE} real "
-        f"images `inputs.batch(task, {BATCH_SIZE}, seed={seed})` shared by every proxy. Kendall tau-b and Spearman "
-        "rho against the benchmark's test accuracy, over the networks with a finite score; a bracketed number "
-        "counts the networks on which the proxy failed (raised or gave a non-finite score). Precision of the top "
-        "10%: fraction of the proxy's top 10% that is in the true top 10%. `az_nas` is rank-aggregated over each "
-        "task's sample. Seconds: median wall time of the proxy call per network (one torch thread per worker), "
-        "recorded when each score was computed, on 2 shared CPU cores with two workers; read them as rough "
-        "relative costs. Proxy conventions are in the docstrings of `eznas/proxies/`.",
-        "",
-        protocol_table(results, data_dir),
-        "",
-    ]
-    parts += metric_sections(results)
-    parts += ["## Against published figures", "", reference_section(results), "", NOTES]
-    return "\n".join(parts) + "\n"
-
-
-NOTES = """Reading the gaps. The published figures come from other protocols: more networks (all
-15,625 NB201 architectures, or 1,000 and more), other accuracy labels (NB201 validation accuracy,
-or other training seeds), other batches (64 to 128 training images, with augmentation) and, for
-NASWOT, a batch of 128. At the sample sizes above a Kendall tau moves by several hundredths and a
-Spearman rho by up to 0.1 between samples (see the bootstrap intervals), so only gaps beyond the
-interval say something about the implementation. Ours are checked against an independent
-implementation instead: synflow, snip, grad_norm and grasp equal alethiometer's values on the
-same networks and batch (tests/test_proxies.py). Documented differences, each a choice stated in
-the proxy's docstring: NASWOT keeps batch-norm on batch statistics (the original NASWOT code;
-alethiometer switches to eval mode); ZiCo takes separate gradients of the two batch halves;
-EZNAS-A is implemented from its published description (the gradient at each conv input) and
-skips conv inputs that are not square; AZ-NAS keeps each network's own initialisation and the
-real batch (its authors redraw Kaiming weights and default to Gaussian inputs). A bracketed count
-of failures on NB201 counts architectures whose cell joins no path from its input to its output,
-so that the output ignores the input (accuracy at chance); they get no score from the proxies
-that take a logarithm or a correlation.
-"""
-
-
-def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: str) -> None:
-    """The options of a table script: sample sizes, seed, workers, tasks, output prefix, directories."""
-    parser.add_argument("--n", type=int, default=1000, help="NB201 networks per dataset (default 1000)")
-    parser.add_argument("--nds-n", type=int, default=None, help="networks per NDS space (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="sample and batch seed (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
-    parser.add_argument("--tasks", default=",".join(tasks), help="comma-separated task ids")
-    parser.add_argument("--out", default=out, help=f"output prefix (default {out})")
-    add_data_dir(parser)
-    add_cache_dirs(parser)
-
-
-def evaluate_tasks(args: argparse.Namespace, wanted: Sequence[str], exclude_run: str | None = None,
-                   exclude_spaces: Sequence[str] = ("nb201", "nds")) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
-    """Evaluate ``wanted`` on every task of ``args.tasks`` in turn, printing the time of each;
-    yields the task and the results so far (for writing the tables as they grow).
-
-    ``exclude_run`` leaves out the networks of that evolution run, on the tasks of ``exclude_spaces``.
-    """
-    results: dict[str, list[Evaluation]] = {}
-    for task in args.tasks.split(","):
-        space = parse_task(task).space
-        n = args.n if space == "nb201" else args.nds_n
-        start = time.perf_counter()
-        results[task] = evaluate(wanted, task, n=n, seed=args.seed, jobs=args.jobs,
-                                 exclude_run=exclude_run if space in exclude_spaces else None,
-                                 data_dir=args.data_dir, cache_dir=args.cache_dir, scores_dir=args.scores_dir)
-        print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
-        yield task, results
+from eznas.evaluate import evaluate_tasks
+from eznas.files import write_atomic
+from eznas.options import Parser, add_sample_args, command_line
+from eznas.tables.evaluations import NASLIB_TASKS, NB201_TASKS, NDS_TASKS, baselines_report, csv_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every baseline on every task and write the Markdown and CSV reports."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_sample_args(parser, NB201_TASKS + NDS_TASKS, "results/baselines")
+    parser = Parser(description=__doc__.splitlines()[0])
+    add_sample_args(parser, NB201_TASKS + NDS_TASKS + NASLIB_TASKS, "results/baselines")
     parser.add_argument("--exclude-run", metavar="RUN",
                         help="leave the networks of this evolution run (its directory or the .json record of a proxy "
                              "it produced) out of the NB201 samples (the held-out networks of experiments/heldout.py); "
                              "NDS spaces stay whole")
     args = parser.parse_args(argv)
-    command = "python experiments/baselines.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    full = args.n >= 1000 and args.nds_n is None and set(args.tasks.split(",")) >= set(NB201_TASKS + NDS_TASKS)
-    for _, results in evaluate_tasks(args, proxies.names(), args.exclude_run, exclude_spaces=("nb201",)):
-        write_text(Path(f"{args.out}.md"), render(results, command, args.seed, args.data_dir, args.exclude_run, full))
-        write_text(Path(f"{args.out}.csv"), csv_table([e for evals in results.values() for e in evals]))
+    command = command_line("baselines.py", argv)
+    tasks = args.tasks.split(",")
+    full = args.n >= 1000 and args.nds_n is None and set(tasks) >= set(NB201_TASKS + NDS_TASKS + NASLIB_TASKS)
+    fix = "choose another --out prefix"
+    for _, results in evaluate_tasks(proxies.names(), tasks, args.n, args.nds_n, args.seed, args.jobs,
+                                     args.exclude_run, ("nb201",), args.data_dir, args.cache_dir, args.scores_dir):
+        write_atomic(Path(f"{args.out}.md"), baselines_report(results, command, args.seed, args.data_dir,
+                                                               args.exclude_run, full), fix=fix)
+        write_atomic(Path(f"{args.out}.csv"), csv_table([e for evals in results.values() for e in evals]), fix=fix)
     print(f"wrote {args.out}.md and {args.out}.csv")
     return 0
 

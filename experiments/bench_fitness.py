@@ -12,6 +12,7 @@ is one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import time
@@ -22,7 +23,8 @@ from deap import gp
 import primitives
 from eznas import benchmarks, config, gp as programs
 from eznas.cache import StatsCache
-from eznas.evolve import derive_seed, evaluate_population, sample_batch
+from eznas.evolve import evaluate_population, sample_batch
+from eznas.run import derive_seed
 from eznas.fitness import Evaluator
 from eznas.pool import load_pool
 from eznas.statsbatch import StatsBatch
@@ -32,49 +34,30 @@ PER_LAYER = (primitives.WMat, primitives.AMat, primitives.Gram, primitives.LScal
 
 def naive_scores(tree: gp.PrimitiveTree, batch: StatsBatch) -> torch.Tensor:
     """Score every network by looping over networks and, inside, over layers one at a time."""
-    out = []
-    for n in range(batch.n_nets):
-        single = batch.select([n])
-        out.append(_net_value(tree, 0, single)[0])
-    return torch.cat(out)
+    return torch.cat([programs.fold(tree, functools.partial(_naive_node, batch.select([n])))
+                      for n in range(batch.n_nets)])
 
 
-def _net_value(tree: gp.PrimitiveTree, i: int, net: StatsBatch) -> tuple[torch.Tensor, int]:
-    node = tree[i]
-    end = tree.searchSubtree(i).stop
-    if node.ret in PER_LAYER:  # per-layer value: one layer at a time
-        n_layers = len(net.seg)
-        return torch.cat([_layer_value(tree, i, net, l)[0] for l in range(n_layers)]), end
+def _naive_node(net: StatsBatch, node: programs.Node, args: list, key: str) -> torch.Tensor | list[torch.Tensor]:
+    """One node on one network: a per-layer value is a list of one-layer tensors, computed layer by layer."""
+    per_layer = node.ret in PER_LAYER
     if isinstance(node, gp.Terminal):
-        return _terminal(node.name, net, None), end
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        v, j = _net_value(tree, j, net)
-        args.append(v)
+        value = _terminal(node.name, net)
+        return list(value.split(1)) if per_layer else value
     prim = primitives.by_name(node.name)
-    return (prim.func(*args, net.context()) if prim.aggregator else prim.func(*args)), end
+    if prim.aggregator:  # needs every layer at once
+        value = prim.func(*[torch.cat(a) if isinstance(a, list) else a for a in args], net.context())
+        return list(value.split(1)) if per_layer else value
+    if per_layer:
+        return [prim.func(*layer) for layer in zip(*args)]
+    return prim.func(*args)
 
 
-def _layer_value(tree: gp.PrimitiveTree, i: int, net: StatsBatch, layer: int) -> tuple[torch.Tensor, int]:
-    node = tree[i]
-    end = tree.searchSubtree(i).stop
-    if isinstance(node, gp.Terminal):
-        return _terminal(node.name, net, layer), end
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        v, j = _layer_value(tree, j, net, layer)
-        args.append(v)
-    return primitives.by_name(node.name).func(*args), end
-
-
-def _terminal(name: str, net: StatsBatch, layer: int | None) -> torch.Tensor:
+def _terminal(name: str, net: StatsBatch) -> torch.Tensor:
     if name in programs.CONSTANTS:
         typ, v = programs.CONSTANTS[name]
-        return torch.full((1 if layer is not None or typ is primitives.NScalar else len(net.seg),), v)
-    if name in net.layers:
-        t = net.layers[name]
-        return t if layer is None else t[layer:layer + 1]
-    return net.net[name]
+        return torch.full((len(net.seg) if typ is primitives.LScalar else 1,), v)
+    return net.layers[name] if name in net.layers else net.net[name]
 
 
 def main() -> None:

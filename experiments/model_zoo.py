@@ -1,66 +1,74 @@
-"""The exported proxy on timm's model zoo: Kendall tau against published ImageNet top-1, and cost.
+"""Regenerate results/model_zoo.md: a proxy file and the baselines on timm's model zoo, Kendall
+tau against published ImageNet top-1, and the proxy's cost relative to one forward+backward.
 
-Scores every model of `eznas.zoo.ZOO` (untrained, seeded, at a small resolution) with the given
-proxy file and the baselines, on one batch of real CIFAR-10 images resized to the resolution
-(their labels taken as ImageNet classes 0-9), and times each proxy call and one forward+backward
-of each model. Writes the tables of `eznas.zoo.report` to ``--out``.
+Every model of `eznas.zoo.ZOO` (untrained, torch seed 0, sized for ``--resolution`` px inputs,
+1000 classes) is scored by the proxy file and each baseline on one batch of real CIFAR-10 images
+(``inputs.batch("nb201:cifar10", --batch, seed=0)`` resized to the resolution, their labels
+taken as ImageNet classes 0-9); each proxy call and one forward+backward of each model are timed
+(`eznas.zoo.score_zoo`); `eznas.tables.zoo.zoo_report` writes the tables.
 
-    python experiments/model_zoo.py results/proxies/eznas_best.py [--resolution 64] [--batch 32]
-        [--baselines params,flops,synflow,...] [--threads 2] [--repeats 2] [--out results/model_zoo.md]
+    python experiments/model_zoo.py results/proxies/eznas_best.py --resolution 64 --batch 32 --threads 2
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from eznas import inputs, proxies, zoo
-from eznas.evaluate import load_score_file, write_text
+from eznas.errors import EznasError, guarded
+from eznas.files import write_atomic
+from eznas.options import Parser, bounded, command_line
+from eznas.proxy_spec import load_score_file
+from eznas.tables.zoo import zoo_report
 
 BASELINES = "params,flops,synflow,naswot,zico,snip,grad_norm,jacob_cov,az_nas"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("proxy", help="an exported proxy file (.py defining score(net, inputs, targets))")
-    parser.add_argument("--resolution", type=int, default=64, help="input side in pixels (default 64)")
-    parser.add_argument("--batch", type=int, default=32, help="images in the batch (default 32)")
-    parser.add_argument("--baselines", default=BASELINES, help=f"comma-separated (default {BASELINES})")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per proxy and model, best kept")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Score the zoo and write the report."""
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("proxy", help="a proxy file: .py defining score(net, inputs, targets) (an exported proxy)")
+    parser.add_argument("--resolution", type=bounded(16, 512), default=64, help="input side in pixels (default 64)")
+    parser.add_argument("--batch", type=bounded(2, 5000), default=32, help="images in the batch (default 32)")
+    parser.add_argument("--baselines", default=BASELINES, help=f"comma-separated baselines (default {BASELINES})")
+    parser.add_argument("--threads", type=bounded(1, 256), default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--repeats", type=bounded(1, 100), default=2, help="timed calls per proxy and model, best kept")
     parser.add_argument("--data-dir", default=None, help="benchmark data directory (CIFAR-10 images)")
-    parser.add_argument("--out", default="results/model_zoo.md", help="Markdown output")
-    args = parser.parse_args()
+    parser.add_argument("--out", default="results/model_zoo.md", help="Markdown report (default results/model_zoo.md)")
+    args = parser.parse_args(argv)
     if zoo.import_timm() is None:
-        raise SystemExit("model_zoo.py needs timm: pip install --no-deps timm")
-    torch.set_num_threads(args.threads)
+        raise EznasError("the model zoo needs timm; install it with 'pip install --no-deps timm'")
     path = Path(args.proxy)
-    label = path.name
-    scorers = {label: load_score_file(str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())}
+    if not path.is_file():
+        raise EznasError(f"proxy file {path} not found; give an exported .py proxy")
+    torch.set_num_threads(args.threads)
+    scorers = {path.name: load_score_file(str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest())}
     scorers.update({name: proxies.get(name) for name in args.baselines.split(",") if name})
     x, y = inputs.batch("nb201:cifar10", args.batch, seed=0, data_dir=args.data_dir)
-    x = F.interpolate(x, size=(args.resolution, args.resolution), mode="bilinear", align_corners=False, antialias=True)
+    x = F.interpolate(x, size=(args.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True)
     start = time.perf_counter()
     run = zoo.score_zoo(scorers, x, y, repeats=args.repeats)
-    minutes = (time.perf_counter() - start) / 60
     setup = (f"# Proxies on timm's model zoo\n\nGenerated by `experiments/model_zoo.py`; regenerate with\n\n"
-             f"    python experiments/model_zoo.py {args.proxy} --resolution {args.resolution} --batch {args.batch} "
-             f"--threads {args.threads} --repeats {args.repeats} --out {args.out}\n\n"
-             f"{len(run.models)} timm architectures, untrained (`timm.create_model(name, num_classes=1000)`, torch seed 0, "
-             f"sized for {args.resolution}x{args.resolution} inputs), each scored on one batch of {args.batch} CIFAR-10 "
-             f"images (`inputs.batch('nb201:cifar10', {args.batch}, seed=0)`, resized to {args.resolution}x{args.resolution}; "
-             f"labels 0-9 as ImageNet classes). Accuracy: published ImageNet-1k top-1 of the named pretrained tag, from "
-             f"{zoo.RESULTS_SOURCE} (the weights are never loaded). `az_nas` is rank-aggregated over the zoo. "
-             f"Seconds: best of {args.repeats} wall-clock calls, {args.threads} torch threads on a shared 2-core machine "
-             f"({zoo.machine()}); the whole run took {minutes:.0f} min.")
-    write_text(Path(args.out), zoo.report(run, label, setup))
+             f"    {command_line('model_zoo.py', argv)}\n\n"
+             f"{len(run.models)} timm architectures, untrained (`timm.create_model(name, num_classes=1000)`, torch "
+             f"seed 0, sized for {args.resolution}x{args.resolution} inputs), each scored on one batch of {args.batch} "
+             f"real CIFAR-10 images (`inputs.batch('nb201:cifar10', {args.batch}, seed=0)` resized to "
+             f"{args.resolution}x{args.resolution}; labels 0-9 taken as ImageNet classes). Accuracy: the published "
+             f"ImageNet-1k top-1 of the named pretrained tag, from {zoo.RESULTS_SOURCE} (weights trained on "
+             f"ImageNet-1k only; they are never loaded). `az_nas` is rank-aggregated over the zoo. Seconds: best of "
+             f"{args.repeats} wall-clock calls, {args.threads} torch thread(s) on a shared 2-core machine "
+             f"({zoo.machine()}); the whole run took {(time.perf_counter() - start) / 60:.0f} min.")
+    write_atomic(Path(args.out), zoo_report(run, path.name, setup), fix="choose another --out")
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("model_zoo.py", main))

@@ -19,7 +19,7 @@ from pathlib import Path
 from eznas import benchmarks
 from eznas import config as config_mod
 from eznas.cache import StatsCache
-from eznas.evolve import read_checkpoint
+from eznas.run import read_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,9 @@ Sources (found through `eznas.datadir`):
 - ``nb201/nats_bench.csv``: NAS-Bench-201 test accuracy after the 200-epoch schedule,
   row i = architecture index i.
 - ``nds/<stem>.json``: an NDS sweep; accuracy = 100 - final-epoch top-1 test error.
+- ``naslib/zc_nasbench101.json``, ``naslib/zc_nasbench301.json``: the NAS-Bench-Suite-Zero
+  samples (500 architectures each, from NASLib); accuracy = ``val_accuracy`` (validation, %;
+  NB301's comes from its surrogate benchmark API).
 """
 
 from __future__ import annotations
@@ -31,27 +34,41 @@ NB201_COLUMNS = {
     "ImageNet16-120": "ImageNetTestAccuracy200Epochs",
 }
 NB201_SIZE = 15625
+NASLIB_FILES = {"nb101": "naslib/zc_nasbench101.json", "nb301": "naslib/zc_nasbench301.json"}
+_NASLIB_ROOTS = {"nb101": "nasbench101", "nb301": "nasbench301"}
+_NASLIB_FIELDS = ("val_accuracy", "params", "flops")
 
 
 def task_file(task: str | Task) -> str:
-    """The data file (relative to the data directory) holding a task's ground truth."""
+    """The data file holding a task's ground truth (relative to the data directory; a user space's CSV as declared)."""
     t = parse_task(task)
-    return NB201_FILE if t.space == "nb201" else f"nds/{t.key}.json"
+    if t.user is not None:
+        return t.user.truth
+    if t.space == "nb201":
+        return NB201_FILE
+    return NASLIB_FILES[t.space] if t.space in NASLIB_FILES else f"nds/{t.key}.json"
 
 
 def load_task(task: str | Task, data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Return every architecture of ``task`` as ``{"index", "arch", "accuracy", ...}``.
 
-    ``arch`` is the NB201 arch string or the NDS entry's ``net`` dict; ``accuracy`` is the
-    final test accuracy in %. NDS records also carry the authors' ``params`` and ``flops``.
+    ``arch`` is the NB201 arch string, the NDS entry's ``net`` dict, or the NB101 / NB301
+    NASLib key string. ``accuracy`` is in %: the final test accuracy (NB201, NDS) or the
+    validation accuracy (NB101, NB301). NDS, NB101 and NB301 records also carry the authors'
+    ``params`` and ``flops`` (integer counts); NB101 and NB301 records also carry ``zc``, the
+    zero-cost proxy values NAS-Bench-Suite-Zero computed (``{"synflow": ..., "snip": ...}``).
     Records come in the benchmark's own order (``index`` = position in the file).
     """
     t = parse_task(task)
+    if t.user is not None:
+        return t.user.records()
     path = datadir.find(task_file(t), data_dir)
     if t.space == "nb201":
         rows = _read_nb201(str(path.resolve()))
         column = NB201_COLUMNS[t.key]
         return [{"index": i, "arch": r["ArchitectureString"], "accuracy": r[column]} for i, r in enumerate(rows)]
+    if t.space in NASLIB_FILES:
+        return [{**r, "zc": dict(r["zc"])} for r in _read_naslib(str(path.resolve()), t.space, t.key)]
     return [dict(r) for r in _read_nds(str(path.resolve()))]
 
 
@@ -134,3 +151,30 @@ def _read_nds(path: str) -> tuple[dict[str, Any], ...]:
             raise EznasError(f"{path}: entry {i} lacks net/test_ep_top1/params/flops; is this an NDS sweep file?") from None
     return tuple(records)
 
+
+@functools.lru_cache(maxsize=4)
+def _read_naslib(path: str, space: str, dataset: str) -> tuple[dict[str, Any], ...]:
+    """Records of a NAS-Bench-Suite-Zero file ``{"nasbenchXXX": {dataset: {key: entry}}}``."""
+    root = _NASLIB_ROOTS[space]
+    fix = f"restore the original naslib/data/zc_{root}.json of NASLib"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EznasError(f"{path}: malformed JSON ({e}); the file is truncated or corrupt, {fix}") from None
+    entries = data.get(root) if isinstance(data, dict) else None
+    entries = entries.get(dataset) if isinstance(entries, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise EznasError(f"{path}: no architectures under [{root!r}][{dataset!r}]; {fix}")
+    records = []
+    for i, (key, e) in enumerate(entries.items()):
+        try:
+            numbers = {k: float(e[k]) for k in _NASLIB_FIELDS}
+            zc = {k: float(v) for k, v in e.items() if k not in _NASLIB_FIELDS}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise EznasError(f"{path}: entry {i} ({key}) lacks a number for one of "
+                             f"{', '.join(_NASLIB_FIELDS)} or has a non-numeric proxy value; {fix}") from None
+        records.append({"index": i, "arch": key, "accuracy": numbers["val_accuracy"],
+                        "params": round(numbers["params"] * 1e6), "flops": round(numbers["flops"] * 1e6),
+                        "zc": zc})
+    return tuple(records)

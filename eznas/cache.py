@@ -4,27 +4,31 @@ The key is the sha256 of a canonical JSON of everything that changes the numbers
 architecture, network seed, batch settings, probe settings, `PROBE_VERSION`), so a changed
 setting never reads stale stats. A file holds the layer tensors as ``layers.<name>`` and, in
 the safetensors string metadata under ``"eznas"``, a JSON object with the net scalars, the
-caller's ``meta`` and the probe version. Files are written to a temporary file in the same
-directory and moved into place with ``os.replace``, so readers never see half a file. Nothing
-is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
-treated as missing, so the caller recomputes (and overwrites) it.
+caller's ``meta`` and the probe version. Files are written atomically (`eznas.files.write_atomic`),
+so readers never see half a file. Nothing is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
+treated as missing, so the caller recomputes (and overwrites) it; so is a file whose tensors no
+longer match the sha256 stored with them, or that holds a non-finite value (the probe gives none).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tempfile
 import warnings
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from eznas.errors import EznasError
+from eznas.files import remove_stale, write_atomic
 from eznas.probe import PROBE_VERSION, NetworkStats
 
 ENV_VAR = "EZNAS_CACHE_DIR"
@@ -32,6 +36,7 @@ DEFAULT_DIR = ".eznas_cache"
 SUFFIX = ".safetensors"
 _PREFIX = "layers."
 _KEY = re.compile(r"[0-9a-f]{64}")
+FORMAT = 2  # 2: with a sha256 of the tensors; format-1 files (no checksum) are still read
 
 
 class CacheWarning(UserWarning):
@@ -93,15 +98,17 @@ class StatsCache:
     def __contains__(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def load(self, key: str) -> NetworkStats | None:
-        """The stats of ``key``; None when absent, or corrupt (with a `CacheWarning`)."""
+    def load(self, key: str, shapes: dict[str, tuple[int, ...]] | None = None) -> NetworkStats | None:
+        """The stats of ``key``; None when absent, or damaged (with a `CacheWarning`): unreadable, a
+        checksum that does not match, a non-finite value, no ``depth``, or a layer tensor whose shape
+        after the layer axis differs from ``shapes[name]`` (stat name -> shape, when given)."""
         path = self.path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            return _decode(data)
+            return _decode(data, shapes or {})
         except Exception as err:  # any failure to parse means: recompute
             warnings.warn(
                 f"stats cache file {path} is unreadable ({type(err).__name__}: {err}); "
@@ -110,45 +117,26 @@ class StatsCache:
             )
             return None
 
-    def load_many(self, keys: Iterable[str]) -> list[NetworkStats | None]:
-        """`load` of each key, in order."""
-        return [self.load(key) for key in keys]
-
-    def load_meta(self, key: str) -> dict[str, Any] | None:
-        """The ``meta`` dict saved with ``key``, or None when absent or unreadable."""
-        path = self.path(key)
+    def check_writable(self) -> None:
+        """An `EznasError` naming the cache directory when statistics cannot be written there."""
         try:
-            return _header(path.read_bytes())["meta"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as e:
+            raise EznasError(f"cannot write to the statistics cache {self.root}: {e.strerror}; "
+                             "pass a writable --cache-dir (or set EZNAS_CACHE_DIR)") from None
 
     def save(self, key: str, stats: NetworkStats, meta: dict[str, Any] | None = None) -> Path:
         """Write ``stats`` (and the JSON-able ``meta``) atomically; return the file path."""
         path = self.path(key)
-        header = {"format": 1, "probe_version": PROBE_VERSION, "net": stats.net,
-                  "meta": _canonical(meta or {})}
         tensors = {_PREFIX + name: t.detach().to("cpu").contiguous()
                    for name, t in stats.layers.items()}
+        header = {"format": FORMAT, "probe_version": PROBE_VERSION, "net": stats.net,
+                  "meta": _canonical(meta or {}), "sha256": _checksum(tensors)}
         blob = st_save(tensors, metadata={"eznas": json.dumps(header, allow_nan=True)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return path
-
-    def get_or_compute(self, key: str, compute: Callable[[], NetworkStats],
-                       meta: dict[str, Any] | None = None) -> NetworkStats:
-        """Load ``key``, or run ``compute()``, save its result with ``meta`` and return it."""
-        stats = self.load(key)
-        if stats is None:
-            stats = compute()
-            self.save(key, stats, meta)
-        return stats
+        remove_stale(path.parent, f".{path.name}.*.tmp")  # left by a writer of this file that was killed
+        return write_atomic(path, blob, fix=f"check the cache directory {self.root} (or pass another --cache-dir)")
 
 
 def _header(data: bytes) -> dict[str, Any]:
@@ -165,14 +153,31 @@ def _header(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _decode(data: bytes) -> NetworkStats:
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _decode(data: bytes, shapes: dict[str, tuple[int, ...]]) -> NetworkStats:
     """Bytes of a stats file -> `NetworkStats`; raises on any inconsistency."""
     doc = _header(data)
     tensors = st_load(data)
+    if doc.get("format") == FORMAT and doc.get("sha256") != _checksum(tensors):
+        raise ValueError("its content does not match its checksum")
     layers = {name[len(_PREFIX):]: t for name, t in tensors.items() if name.startswith(_PREFIX)}
-    if not layers or len({t.shape[0] for t in layers.values()}) != 1:
+    if "depth" not in layers or len({t.shape[0] for t in layers.values()}) != 1:
         raise ValueError("layer tensors missing or of unequal layer counts")
+    for name, t in layers.items():
+        if name in shapes and tuple(t.shape[1:]) != shapes[name]:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected [L, {', '.join(map(str, shapes[name]))}]")
+        if t.dtype != torch.float32 or not torch.isfinite(t).all():
+            raise ValueError(f"{name} is not finite float32")
     net = doc["net"]
-    if not isinstance(net, dict) or not all(isinstance(v, (int, float)) for v in net.values()):
-        raise ValueError("net scalars are not a dict of numbers")
+    if not isinstance(net, dict) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in net.values()):
+        raise ValueError("net scalars are not a dict of finite numbers")
     return NetworkStats(layers=layers, net={k: float(v) for k, v in net.items()})

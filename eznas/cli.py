@@ -1,7 +1,9 @@
-"""The ``eznas`` command: thin subcommands, each calling one library function.
+"""The ``eznas`` command: thin subcommands, each parsing its arguments and calling the library.
 
-One top-level handler (`errors.guarded`) turns `EznasError` into a single ``eznas: error: ...`` line on stderr
-and exit status 2; nothing else is printed for such errors (no traceback).
+Every subcommand is registered the same way, with `subcommand`: a name, its help, a function
+that adds its arguments, and the handler that runs it. One top-level handler
+(`errors.guarded`) turns `EznasError` into a single ``eznas: error: ...`` line on stderr and
+exit status 2; nothing else is printed for such errors (no traceback).
 """
 
 from __future__ import annotations
@@ -10,98 +12,97 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from eznas import data as data_cmd
-from eznas import evaluate as evaluate_cmd
-from eznas import search as search_cmd
+from eznas import proxies, user_spaces
+from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import add_cache_dirs, add_data_dir
-from eznas.parallel import check_backend
+from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, add_spaces, bounded
+from eznas.backends import BACKENDS, check_backend
+from eznas.report import POLICIES
+from eznas.search import STRATEGIES
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"data": data_cmd.run, "evaluate": evaluate_cmd.run,
-                                                             "search": search_cmd.run}
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``eznas`` subcommand: its help, its arguments and its handler (which returns the exit status)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
 
 
-def command(name: str) -> Callable:
-    """Register a subcommand handler under ``name``."""
+SUBCOMMANDS: dict[str, Subcommand] = {}
 
-    def register(func: Callable[[argparse.Namespace], int]) -> Callable:
-        COMMANDS[name] = func
-        return func
+
+def subcommand(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None],
+               description: str | None = None) -> Callable:
+    """Register the decorated handler as subcommand ``name`` (in the order of registration)."""
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        if name in SUBCOMMANDS:
+            raise ValueError(f"subcommand {name!r} is registered twice")
+        SUBCOMMANDS[name] = Subcommand(help, arguments, run, description)
+        return run
 
     return register
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = Parser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in SUBCOMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help, description=command.description))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``eznas`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        if getattr(args, "spaces", None):
+            user_spaces.load_file(args.spaces)
+        return SUBCOMMANDS[args.command].run(args)
+
+    return guarded("eznas", body)
+
+
+# ----------------------------------------------------------------------------- shared arguments
+
 def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
     note = " (default: from the config)" if defaults_from_config else ""
-    p.add_argument("--jobs", type=int, default=None, help=f"parallel workers{note or ' (default 1)'}")
-    p.add_argument("--backend", default=None, choices=["loky", "threading", "sequential", "dask", "ray"],
-                   help=f"joblib backend{note or ' (default loky)'}")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=None, help=f"parallel workers{note or ' (default 1)'}")
+    p.add_argument("--backend", default=None, choices=BACKENDS, help=f"joblib backend{note or ' (default loky)'}")
     p.add_argument("--address", default=None, help="dask scheduler or ray cluster address")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="eznas", description="Evolve zero-cost NAS proxies with genetic programming.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_sample(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--n", type=bounded(2, 100_000), default=200, help=f"networks to {what}, a seeded sample (default 200)")
+    g.add_argument("--all", action="store_true", help=f"{what} every network of the task")
 
-    p = sub.add_parser("info", help="describe a task, or one architecture of it (params, accuracy)")
+
+def _add_exclude_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude-run", metavar="RUN", help="leave out the networks evolution run RUN used (its directory, "
+                                                        "or the .json record of a proxy it produced)")
+
+
+# ----------------------------------------------------------------------------- info
+
+def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", help="task id, e.g. nb201:cifar10 or nds:DARTS_in")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--arch", help="NB201 architecture string")
     g.add_argument("--index", type=int, help="architecture index in the benchmark file")
     add_data_dir(p)
-
-    p = sub.add_parser("stats", help="fill the statistics cache for a task (resumable, with progress)")
-    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--n", type=int, default=200, help="networks to probe, a seeded sample (default 200)")
-    g.add_argument("--all", action="store_true", help="probe every network of the task")
-    p.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
-    p.add_argument("--exclude-run", metavar="RUN", help="leave out the networks evolution run RUN used, as "
-                                                        "'eznas evaluate --exclude-run' does (its held-out networks; RUN: a run "
-                                                        "directory or an exported .json record)")
-    p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
-                                    "(default: built-in defaults)")
-    _add_parallel(p)
-    add_data_dir(p)
-    add_cache_dirs(p, scores=False)
-
-    p = sub.add_parser("evolve", help="launch or resume an evolution run")
-    p.add_argument("config", help="run config (TOML), e.g. experiments/default.toml")
-    p.add_argument("--out", required=True, help="run directory (checkpoint written there every generation)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
-    p.add_argument("--seed", type=int, help="override run.seed")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
-    _add_parallel(p, defaults_from_config=True)
-    add_data_dir(p)
-    add_cache_dirs(p, scores=False)
-
-    p = sub.add_parser("inspect", help="show the best programs and the Pareto front of a run",
-                       description="Hall of fame and Pareto front of a run. Policies mark one row with >>>>: "
-                                   "'accuracy' = highest pool fitness; 'parsimony' = smallest program within 0.01 "
-                                   "of the highest pool fitness.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--top", type=int, default=10, help="hall-of-fame rows to show (default 10)")
-    p.add_argument("--policy", default="accuracy", choices=["accuracy", "parsimony"], help="row marked >>>>")
-    p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
-    add_data_dir(p)
-    add_cache_dirs(p, scores=False)
-
-    data_cmd.add_parser(sub)
-    evaluate_cmd.add_parser(sub)
-    search_cmd.add_parser(sub)
-
-    p = sub.add_parser("export", help="write a discovered program as a standalone Python proxy")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--rank", type=int, default=0, help="hall-of-fame rank to export (default 0, the best)")
-    p.add_argument("-o", "--output", required=True, help="output .py file")
-    return parser
+    add_spaces(p)
 
 
-@command("info")
+@subcommand("info", "describe a task, or one architecture of it (params, accuracy)", _info_arguments)
 def _info(args: argparse.Namespace) -> int:
     from eznas import benchmarks
     from eznas.spaces import build_network, count_params
@@ -117,7 +118,7 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     if args.arch is not None:
         if task.space != "nb201":
-            raise EznasError("--arch takes an NB201 arch string; for NDS tasks use --index")
+            raise EznasError(f"--arch takes an NB201 arch string; for {task.name} use --index")
         index = benchmarks.arch_index(args.arch, args.data_dir)
     else:
         index = args.index
@@ -128,6 +129,61 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{task.name} #{index}: accuracy {record['accuracy']:.2f} %, {params} parameters")
     print(f"arch: {record['arch']}")
     return 0
+
+
+# ----------------------------------------------------------------------------- stats
+
+def _stats_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10")
+    _add_sample(p, "probe")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample seed (default 0)")
+    _add_exclude_run(p)
+    p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
+                                    "(default: built-in defaults)")
+    _add_parallel(p)
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
+    add_spaces(p)
+
+
+@subcommand("stats", "fill the statistics cache for a task (resumable, with progress)", _stats_arguments)
+def _stats(args: argparse.Namespace) -> int:
+    from eznas import config
+    from eznas.cache import StatsCache
+    from eznas.evaluate import sample_records
+    from eznas.pool import fill_cache
+    from eznas.run import read_run, used_indices
+
+    cfg = config.load(args.config) if args.config else config.Config()
+    n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
+    check_backend(backend, n_jobs, address)
+    exclude = used_indices(read_run(args.exclude_run, args.data_dir).used, args.task) if args.exclude_run else None
+    records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
+    cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
+    filled = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
+                        retries=cfg.run.retries, timeout=cfg.run.job_timeout)
+    done, failed = len(filled.seconds), len(filled.failed)
+    if failed and not done and all(r["index"] in filled.failed for r in records):
+        raise EznasError(f"{args.task}: every one of the {failed} networks failed "
+                         f"({next(iter(filled.failed.values()))}); fix the cause (see the warnings above)")
+    print(f"{args.task}: {len(records)} networks, {done} computed, {failed} failed, "
+          f"{len(records) - done - failed} already cached in {cache.root}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evolve
+
+def _evolve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="run config (TOML), e.g. experiments/default.toml")
+    p.add_argument("--out", required=True, help="run directory (checkpoint written there every generation)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
+    p.add_argument("--seed", type=bounded(*SEED), help="override run.seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
+    _add_parallel(p, defaults_from_config=True)
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
 
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
@@ -143,30 +199,10 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-@command("stats")
-def _stats(args: argparse.Namespace) -> int:
-    from eznas import config
-    from eznas.cache import StatsCache
-    from eznas.evaluate import sample_records
-    from eznas.pool import fill_cache
-    from eznas.report import read_run, used_indices
-
-    cfg = config.load(args.config) if args.config else config.Config()
-    n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
-    check_backend(backend, n_jobs, address)
-    exclude = used_indices(read_run(args.exclude_run, args.data_dir).pools, args.task) if args.exclude_run else None
-    records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
-    cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
-    done, failed = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
-                              retries=cfg.run.retries, timeout=cfg.run.job_timeout)
-    print(f"{args.task}: {len(records)} networks, {done} computed, {len(failed)} failed, "
-          f"{len(records) - done - len(failed)} already cached in {cache.root}")
-    return 0
-
-
-@command("evolve")
+@subcommand("evolve", "launch or resume an evolution run", _evolve_arguments)
 def _evolve(args: argparse.Namespace) -> int:
     from eznas import config, evolve
+    from eznas import gp as programs
 
     cfg = config.load(args.config, _run_overrides(args))
     check_backend(cfg.run.backend, cfg.run.n_jobs, cfg.run.address)
@@ -174,12 +210,28 @@ def _evolve(args: argparse.Namespace) -> int:
     best = evolve.hall_of_fame(state.scored, 1)
     if best:
         b = best[0]
-        print(f"best: {b['infix']}")
+        print(f"best: {programs.infix(programs.parse(b['expr']))}")
         print("  pool tau: " + ", ".join(f"{t} {v:+.4f}" for t, v in b["taus"].items()) + f"; fitness {b['fitness']:+.4f}")
     return 0
 
 
-@command("inspect")
+# ----------------------------------------------------------------------------- inspect
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--top", type=bounded(1, 1000), default=10, help="hall-of-fame rows to show (default 10)")
+    p.add_argument("--policy", default="accuracy", choices=POLICIES, help="row marked >>>> (default accuracy)")
+    p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
+
+
+@subcommand("inspect", "show the best programs and the Pareto front of a run", _inspect_arguments,
+            description="Hall of fame and Pareto front of a run, with each program's mean tau on the run's validation "
+                        "and held-out networks (cached in RUN/heldout.json). Policies mark one row with >>>>: "
+                        "'accuracy' = highest pool fitness; 'parsimony' = smallest program within 0.01 of the highest "
+                        "pool fitness; 'validation' = smallest program within 0.01 of the highest mean tau on the "
+                        "validation tasks (tasks.validate), the published proxy's policy.")
 def _inspect(args: argparse.Namespace) -> int:
     from eznas.report import inspect_run
 
@@ -188,43 +240,111 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export")
+# ----------------------------------------------------------------------------- export
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank to export (default 0, the best)")
+    g.add_argument("--policy", choices=POLICIES, help="export the row this policy picks (see 'eznas inspect --help')")
+    p.add_argument("-o", "--output", required=True, help="output .py file (its .json record is written beside it)")
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
+
+
+@subcommand("export", "write a discovered program as a standalone Python proxy", _export_arguments)
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from eznas.export import export_run
+    from eznas.report import chosen_rank
 
-    from eznas import config
-    from eznas.evolve import read_checkpoint
-    from eznas.export import export_source, run_record
-
-    out = Path(args.run)
-    ckpt = read_checkpoint(out)
-    hof = ckpt["hall_of_fame"]
-    if not 0 <= args.rank < len(hof):
-        raise EznasError(f"--rank {args.rank} does not exist: {out} has hall-of-fame ranks 0..{len(hof) - 1}")
-    row = hof[args.rank]
-    cfg = config.from_dict(ckpt["config"], source=str(out / "checkpoint.json"))
-    info = {"run": str(out), "rank": args.rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
-            "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": cfg.probe.__dict__}
-    text = export_source(row["expr"], cfg.probe, info)
-    target = Path(args.output)
-    record = target.with_suffix(".json")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for path, content in ((target, text), (record, json.dumps(run_record(ckpt, args.rank, str(out)), indent=1))):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(content)
-            tmp.replace(path)
-    except OSError as e:
-        raise EznasError(f"cannot write {target}: {e.strerror}; choose another -o path") from None
-    print(f"wrote {target} and {record.name}: score = {row['infix']}")
+    rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
+    target, record, infix = export_run(args.run, rank, args.output)
+    print(f"wrote {target} and {record.name}: score = {infix}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``eznas`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return guarded("eznas", lambda: COMMANDS[args.command](args))
+# ----------------------------------------------------------------------------- data
+
+subcommand("data", "fetch the benchmark data, or check what is there", data_cmd.add_arguments,
+           description="Fetch the benchmark data, or check what eznas finds.")(data_cmd.run)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("proxy", metavar="PROXY", help="baseline name, path to a .py proxy file, or expression string")
+    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 or nds:DARTS_in")
+    _add_sample(p, "evaluate")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
+    _add_exclude_run(p)
+    p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
+    p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
+                                                   "compare_<task>)")
+    add_data_dir(p)
+    add_cache_dirs(p)
+    add_spaces(p)
+
+
+@subcommand("evaluate", "score a proxy (baseline, exported .py file or expression) on a benchmark sample",
+            _evaluate_arguments,
+            description="Kendall tau-b, Spearman rho, top-10%% precision and median seconds per network of PROXY on a "
+                        "seeded sample of TASK. PROXY is a baseline name (" + ", ".join(proxies.names()) + "), a .py "
+                        "file defining score(net, inputs, targets) (imported and run: give trusted files only), the "
+                        ".json record of an exported proxy, or a GP expression. Every proxy sees the same networks "
+                        "(net seed 0) and the same batch of 64 images (seed --seed).")
+def _evaluate(args: argparse.Namespace) -> int:
+    from eznas.evaluate import evaluate
+    from eznas.files import write_atomic
+    from eznas.tables.evaluations import csv_table, markdown_table, summary
+    from eznas.tasks import parse_task
+
+    proxy_args = [args.proxy] + [p for p in (args.compare or "").split(",") if p.strip()]
+    results = evaluate(proxy_args, args.task, None if args.all else args.n, args.seed, args.jobs,
+                       args.exclude_run, args.data_dir, args.cache_dir, scores_dir=args.scores_dir)
+    for e in results:
+        print(summary(e))
+    prefix = args.out or (f"compare_{parse_task(args.task).name.replace(':', '_')}" if args.compare else None)
+    if prefix:
+        md, csv_path = Path(f"{prefix}.md"), Path(f"{prefix}.csv")
+        write_atomic(md, markdown_table(results) + "\n", fix="choose another --out prefix")
+        write_atomic(csv_path, csv_table(results), fix="choose another --out prefix")
+        print(f"wrote {md} and {csv_path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- search
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proxy", required=True, help="baseline name, path to a .py proxy file, or expression string")
+    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 (rea: NB201 tasks only)")
+    p.add_argument("--strategy", default="rea", choices=STRATEGIES, help="search strategy (default rea)")
+    p.add_argument("--budget", type=bounded(1, 100_000), default=1000, help="distinct architectures to score (default 1000)")
+    p.add_argument("--seed", type=bounded(*SEED), default=0, help="seed of the search's random choices (default 0)")
+    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
+    p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
+    add_data_dir(p)
+    add_cache_dirs(p)
+    add_spaces(p)
+
+
+@subcommand("search", "zero-shot NAS: random search or regularized evolution with a proxy as fitness", _search_arguments,
+            description="Search TASK's benchmark space for the architecture PROXY scores highest (random search, or "
+                        "regularized evolution on NB201 with population 64 and tournament 16) and report its true "
+                        "test accuracy. Networks are scored on the evaluation protocol (net seed 0, batch of 64 "
+                        "images with batch seed 0), sharing the score cache of 'eznas evaluate --seed 0'; --seed "
+                        "only drives the search's random choices.")
+def _search(args: argparse.Namespace) -> int:
+    from eznas.files import write_atomic
+    from eznas.search import search
+
+    result = search(args.proxy, args.task, args.strategy, args.budget, args.seed, args.jobs, args.data_dir,
+                    args.cache_dir, scores_dir=args.scores_dir)
+    print(result.line())
+    if args.out:
+        write_atomic(args.out, json.dumps(result.to_dict(), indent=1) + "\n", fix="choose another --out")
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Sections and keys (defaults in brackets)::
 
     [run]        seed [0], n_jobs [1], backend ["loky"], address [""], retries [2], timeout [0]
     [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
-                 aggregate ["mean"]
+                 aggregate ["mean"], validate [[]], validate_size [200]
     [probe]      (eznas.probe.ProbeSettings) batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
@@ -13,6 +13,8 @@ Sections and keys (defaults in brackets)::
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
                  seed_from [[]]
+    [spaces.NAME] builder, truth, images ["cifar10"], resolution [32], classes [10]: a user's own
+                 search space, task user:NAME (eznas/user_spaces.py)
 
 ``key=value`` overrides (``evolution.generations=5``) are applied after the file is read.
 """
@@ -27,12 +29,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eznas import user_spaces
 from eznas.errors import EznasError
-from eznas.parallel import BACKENDS
+from eznas.backends import BACKENDS, MAX_JOBS
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
+from eznas.user_spaces import UserSpace
 
-AGGREGATES = ("mean", "min", "space_mean")
+AGGREGATES = ("mean", "min", "space_mean", "space_min", "space_softmin")
+MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take them)
+MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds
+MAX_NETWORKS = 100_000  # per task: pool, sample or held-out networks
+MAX_POPULATION = 100_000
+MAX_GENERATIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,10 @@ class TasksConfig:
                                 "nds:ResNeXt-A_in", "nds:ResNeXt-B_in")  # reported, never used for selection
     pool_size: int = 200  # networks per evolution task probed and cached (fewer if the task has fewer)
     sample_size: int = 40  # networks per task drawn from the pool each generation for fitness
-    heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools)
-    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b, or space_mean (mean per space, then over spaces)
+    heldout_size: int = 1000  # networks per held-out task for reports (disjoint from evolution pools and validation)
+    validate: tuple[str, ...] = ()  # tasks that choose the published program among the hall of fame (policy validation), never fitness
+    validate_size: int = 200  # networks per validation task (disjoint from evolution pools)
+    aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b; or the mean tau per space family, then their space_mean, space_min or space_softmin
 
 
 @dataclass(frozen=True)
@@ -93,11 +104,15 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     probe: ProbeSettings = field(default_factory=ProbeSettings)  # the [probe] table: eznas.probe.ProbeSettings
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    spaces: tuple[UserSpace, ...] = ()  # [spaces.NAME] tables: users' own search spaces (eznas/user_spaces.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (TOML/JSON friendly)."""
-        return {f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, f.name)).items()}
-                for f in fields(self)}
+        doc = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, name)).items()}
+               for name in _SECTION_CLASSES}
+        if self.spaces:
+            doc["spaces"] = {s.name: s.to_dict() for s in self.spaces}
+        return doc
 
 
 _SECTION_CLASSES = {"run": RunConfig, "tasks": TasksConfig, "probe": ProbeSettings, "evolution": EvolutionConfig}
@@ -119,10 +134,17 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Confi
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a plain dict (as read from TOML) into a `Config`."""
-    sections = {}
+    sections: dict[str, Any] = {}
+    spaces = raw.get("spaces", {})
+    if not isinstance(spaces, dict):
+        raise EznasError(f"{source}: [spaces] must hold [spaces.NAME] tables")
+    base = Path(source).parent  # relative paths of a user space start at the declaring file
+    sections["spaces"] = tuple(user_spaces.declare(name, table, base, source) for name, table in spaces.items())
     for name, value in raw.items():
+        if name == "spaces":
+            continue
         if name not in _SECTION_CLASSES:
-            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}")
+            raise EznasError(f"{source}: unknown section [{name}]; allowed: {', '.join(_SECTION_CLASSES)}, spaces")
         if not isinstance(value, dict):
             raise EznasError(f"{source}: [{name}] must be a table of keys")
         sections[name] = _build_section(_SECTION_CLASSES[name], value, f"{source}: [{name}]")
@@ -169,19 +191,27 @@ def _validate(c: Config, source: str) -> None:
             raise EznasError(f"{source}: {key} = {value!r} is out of range; {rule}")
 
     check(c.run.backend in BACKENDS, "run.backend", c.run.backend, f"allowed: {', '.join(BACKENDS)}")
-    check(c.run.n_jobs >= 1, "run.n_jobs", c.run.n_jobs, "use 1 or more")
-    check(c.run.retries >= 0, "run.retries", c.run.retries, "use 0 or more")
-    check(c.run.timeout >= 0, "run.timeout", c.run.timeout, "use seconds >= 0 (0 = no limit)")
+    check(0 <= c.run.seed <= MAX_SEED, "run.seed", c.run.seed, f"use 0..{MAX_SEED}")
+    check(1 <= c.run.n_jobs <= MAX_JOBS, "run.n_jobs", c.run.n_jobs, f"use 1..{MAX_JOBS}")
+    check(0 <= c.run.retries <= 100, "run.retries", c.run.retries, "use 0..100")
+    check(0 <= c.run.timeout <= MAX_TIMEOUT, "run.timeout", c.run.timeout,
+          f"use seconds from 0 (no limit) to {MAX_TIMEOUT:g} (a week)")
     check(c.tasks.aggregate in AGGREGATES, "tasks.aggregate", c.tasks.aggregate, f"allowed: {', '.join(AGGREGATES)}")
     check(len(c.tasks.evolve) >= 1, "tasks.evolve", list(c.tasks.evolve), "name at least one task")
     for t in (*c.tasks.evolve, *c.tasks.heldout):
         parse_task(t)
-    for key in ("pool_size", "sample_size", "heldout_size"):
-        check(getattr(c.tasks, key) >= 2, f"tasks.{key}", getattr(c.tasks, key), "use 2 or more networks")
+    overlap = set(c.tasks.validate) & (set(c.tasks.evolve) | set(c.tasks.heldout))
+    check(not overlap, "tasks.validate", list(c.tasks.validate),
+          f"a validation task may be neither evolved on nor held out ({', '.join(sorted(overlap))} is)")
+    for t in c.tasks.validate:
+        parse_task(t)
+    for key in ("pool_size", "sample_size", "heldout_size", "validate_size"):
+        check(2 <= getattr(c.tasks, key) <= MAX_NETWORKS, f"tasks.{key}", getattr(c.tasks, key),
+              f"use 2..{MAX_NETWORKS:,} networks")
     check(c.tasks.sample_size <= c.tasks.pool_size, "tasks.sample_size", c.tasks.sample_size, "must not exceed tasks.pool_size")
     e = c.evolution
-    check(e.population >= 4, "evolution.population", e.population, "use 4 or more")
-    check(e.generations >= 0, "evolution.generations", e.generations, "use 0 or more")
+    check(4 <= e.population <= MAX_POPULATION, "evolution.population", e.population, f"use 4..{MAX_POPULATION:,}")
+    check(0 <= e.generations <= MAX_GENERATIONS, "evolution.generations", e.generations, f"use 0..{MAX_GENERATIONS:,}")
     check(2 <= e.tournament_size <= e.population, "evolution.tournament_size", e.tournament_size, "use 2..population")
     check(0.0 <= e.parsimony <= 0.1, "evolution.parsimony", e.parsimony, "use 0..0.1 (fitness lost per node)")
     for key in ("crossover_prob", "mutation_prob"):
@@ -191,8 +221,9 @@ def _validate(c: Config, source: str) -> None:
     check(e.init_max_depth <= e.max_depth, "evolution.init_max_depth", e.init_max_depth, "must not exceed max_depth")
     check(e.max_depth <= 17, "evolution.max_depth", e.max_depth, "use 17 or less (Koza's limit)")
     check(e.max_size >= 3, "evolution.max_size", e.max_size, "use 3 or more")
-    check(e.hall_of_fame >= 1, "evolution.hall_of_fame", e.hall_of_fame, "use 1 or more")
-    check(e.pool_fitness_top >= 1, "evolution.pool_fitness_top", e.pool_fitness_top, "use 1 or more")
+    check(1 <= e.hall_of_fame <= 1000, "evolution.hall_of_fame", e.hall_of_fame, "use 1..1000")
+    check(1 <= e.pool_fitness_top <= e.population, "evolution.pool_fitness_top", e.pool_fitness_top,
+          "use 1..population")
     if e.population * e.generations > 200_000:
         warnings.warn(f"{source}: population x generations = {e.population * e.generations:,} evaluations is costly")
 

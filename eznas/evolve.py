@@ -12,8 +12,6 @@ task's pool; the hall of fame ranks programs by tau on the whole pool (a stable 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import os
 import random
@@ -27,25 +25,19 @@ from typing import Any
 import numpy as np
 from deap import gp
 
-from eznas import benchmarks, gp as programs
+from eznas import gp as programs
 from eznas.cache import StatsCache
-from eznas.config import Config, dump
+from eznas.config import Config
 from eznas.errors import EznasError
-from eznas.export import record_expression
 from eznas.fitness import WORST, Evaluator, Fitness, evaluate
 from eznas.parallel import Failed, run_tasks
 from eznas.pool import load_pool
+from eznas.run import (CHECKPOINT, CHECKPOINT_VERSION, derive_seed, pool_records, prepare, read_checkpoint,
+                       read_record, write_checkpoint, write_config)
 from eznas.statsbatch import StatsBatch, concat
 
-CHECKPOINT = "checkpoint.json"
-CHECKPOINT_VERSION = 1
+RUN_PLACEMENT_KEYS = ("n_jobs", "backend", "address", "retries", "timeout")  # [run] keys that change no result
 PHENOTYPE_DIGITS = 12  # per-task taus equal to this many digits: the same phenotype in the hall of fame
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 32-bit seed from the run seed and a position (generation, index, purpose)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 @dataclass
@@ -61,6 +53,7 @@ class State:
     elapsed: float = 0.0
 
     def to_json(self, config: Config) -> dict[str, Any]:
+        """The checkpoint (`eznas.run.CHECKPOINT_KEYS`): this state, its hall of fame and Pareto front."""
         return {"version": CHECKPOINT_VERSION, "config": config.to_dict(), "next_generation": self.next_generation,
                 "population": self.population, "fitness": self.fitness, "scored": self.scored,
                 "hall_of_fame": hall_of_fame(self.scored, config.evolution.hall_of_fame),
@@ -96,7 +89,7 @@ def _seed_texts(source: Path) -> list[str]:
     """Expressions of one ``seed_from`` entry: a run's hall of fame, or an exported proxy's record."""
     if source.is_dir():
         return [row["expr"] for row in read_checkpoint(source)["hall_of_fame"]]
-    return [record_expression(source, "evolution.seed_from")]
+    return [read_record(source, "evolution.seed_from")["expression"]]
 
 
 def init_population(config: Config, seeds: Sequence[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:
@@ -328,42 +321,7 @@ def log_generation(state: State, generation: int, fits: list[Fitness], populatio
          f"{seconds:6.1f}s  left {left / 60:5.1f} min")
 
 
-def write_checkpoint(out: Path, state: State, config: Config) -> None:
-    """Write the checkpoint and the JSONL logbook atomically (temp file, then rename)."""
-    _atomic_write(out / CHECKPOINT, json.dumps(state.to_json(config), indent=1))
-    _atomic_write(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_checkpoint(out: Path) -> dict[str, Any]:
-    """Load a run directory's checkpoint; a missing or corrupt one is a clear error."""
-    path = out / CHECKPOINT
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{path} not found: {out} holds no eznas run (run 'eznas evolve CONFIG --out {out}')") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{path} is corrupt (not valid JSON); restore it or start over with --force") from None
-    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or "population" not in data:
-        raise EznasError(f"{path} is not an eznas checkpoint of version {CHECKPOINT_VERSION}; start over with --force")
-    return data
-
-
 # ----------------------------------------------------------------------------- the run
-
-def pool_records(config: Config, task: str, data_dir: str | None = None) -> list[dict[str, Any]]:
-    """The evolution pool of ``task`` (index order): a sample drawn from the run seed and the task alone."""
-    records = benchmarks.sample(task, config.tasks.pool_size, derive_seed(config.run.seed, "pool", task), data_dir)
-    return sorted(records, key=lambda r: r["index"])
-
 
 def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, echo: Callable[[str], None]) -> tuple[dict[str, StatsBatch], dict[str, list[int]]]:
     """Sample every evolution task's pool (seeded) and load its statistics, computing what is missing."""
@@ -373,34 +331,26 @@ def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, ech
         pools[task] = load_pool(task, records, config.probe, cache, config.run.n_jobs, config.run.backend,
                                 config.run.address, data_dir, retries=config.run.retries, timeout=config.run.job_timeout)
         indices[task] = pools[task].index.tolist()
-    echo(f"pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
+    echo("pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
     return pools, indices
 
 
-def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
-    """Check the run directory: writable, and not holding another run unless --resume/--force."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EznasError(f"cannot create run directory {out}: {e.strerror}; choose another --out") from None
-    if not os.access(out, os.W_OK):
-        raise EznasError(f"run directory {out} is not writable; choose another --out")
-    has_run = (out / CHECKPOINT).exists()
-    if resume and not has_run:
-        raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
-    if has_run and not resume and not force:
-        raise EznasError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
+def _results_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the keys that cannot change a run's results (where and how its jobs run)."""
+    return {**config, "run": {k: v for k, v in config.get("run", {}).items() if k not in RUN_PLACEMENT_KEYS}}
 
 
 def run(config: Config, out: str | os.PathLike, resume: bool = False, force: bool = False,
         data_dir: str | None = None, cache_dir: str | None = None, echo: Callable[[str], None] = print) -> State:
     """Run (or resume) an evolution into ``out``; returns the final state."""
     out = Path(out)
-    prepare_out_dir(out, resume, force)
+    prepare(out, resume, force)
     if resume:
         saved = read_checkpoint(out)
-        if saved["config"] != config.to_dict():
-            raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config (see {out / 'config.json'}) or --force")
+        if _results_config(saved["config"]) != _results_config(config.to_dict()):
+            raise EznasError(f"{out / CHECKPOINT} was written with a different config; resume with the same config "
+                             f"(see {out / 'config.json'}; only [run] n_jobs, backend, address, retries and timeout "
+                             "may change) or --force")
     seeds = [] if resume else seed_programs(config)  # read before the pools: a bad seed fails at once
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     pools, indices = evolution_pools(config, cache, data_dir, echo)
@@ -410,7 +360,7 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
                       scored=saved["scored"], history=saved["history"], pools=saved["pools"], elapsed=saved["elapsed"])
         echo(f"resuming {out} at generation {state.next_generation}")
     else:
-        _atomic_write(out / "config.json", dump(config))
+        write_config(out, config)
         state = State(next_generation=0, population=[], fitness=[], pools=indices)
     e = config.evolution
     while state.next_generation <= e.generations:
@@ -432,5 +382,5 @@ def run(config: Config, out: str | os.PathLike, resume: bool = False, force: boo
         state.elapsed += seconds
         state.next_generation = g + 1
         log_generation(state, g, fits, texts, seconds, config, echo)
-        write_checkpoint(out, state, config)
+        write_checkpoint(out, state.to_json(config))
     return state

@@ -1,4 +1,4 @@
-"""Export: a program -> one standalone Python file (the torch target).
+"""Export: a program -> one standalone Python file (the torch target), and ``eznas export`` (`export_run`).
 
 The file imports only torch, math and the standard library and defines
 ``score(net, inputs, targets) -> float`` (higher = better). It embeds the engine's own code
@@ -9,22 +9,24 @@ score equals the engine's score for the same net and batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
-import torch
 from deap import gp
 
 import primitives
+from eznas import config as config_mod
 from eznas import gp as programs
 from eznas import probe as probe_module
 from eznas.embed import embedded_code
 from eznas.errors import EznasError
+from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
+from eznas.run import CHECKPOINT, read_checkpoint, run_record
 
 
 def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]:
@@ -37,12 +39,7 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
     names: dict[str, str] = {}
     used, stats = set(), set()
 
-    def emit(i: int) -> tuple[str, int]:
-        end = tree.searchSubtree(i).stop
-        key = str(gp.PrimitiveTree(tree[i:end]))
-        node = tree[i]
-        if key in names:
-            return names[key], end
+    def emit(node: programs.Node, args: list[str], key: str) -> str:
         if isinstance(node, gp.Terminal):
             if node.name in CONSTANTS:
                 typ, value = CONSTANTS[node.name]
@@ -52,21 +49,15 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
                 stats.add(node.name)
                 expr = f"t[{node.name!r}]"
         else:
-            args, j = [], i + 1
-            for _ in range(node.arity):
-                a, j = emit(j)
-                args.append(a)
             used.add(node.name)
             if primitives.by_name(node.name).aggregator:
-                args.append("layers")
+                args = [*args, "layers"]
             expr = f"{node.name}({', '.join(args)})"
-        var = f"v{len(names)}"
-        names[key] = var
-        lines.append(f"{var} = {expr}")
-        return var, end
+        names[key] = f"v{len(names)}"
+        lines.append(f"{names[key]} = {expr}")
+        return names[key]
 
-    last, _ = emit(0)
-    lines.append(f"result = {last}")
+    lines.append(f"result = {programs.fold(tree, emit, names.get)}")
     return lines, used, stats
 
 
@@ -137,37 +128,32 @@ def score(net, inputs, targets) -> float:
 '''
 
 
-def run_record(checkpoint: dict[str, Any], rank: int, run: str) -> dict[str, Any]:
-    """What goes beside an exported proxy (``NAME.json``): the program, how it scored, the
-    fitness history, the run's config and seed, its wall time and the machine it ran on."""
-    row = checkpoint["hall_of_fame"][rank]
-    return {
-        "run": run, "rank": rank, "expression": row["expr"], "infix": row["infix"], "size": row["size"],
-        "pool_fitness": row["fitness"], "pool_taus": row["taus"], "found_at_generation": row["generation"],
-        "generations": checkpoint["next_generation"], "evolution_seconds": checkpoint["elapsed"],
-        "seed": checkpoint["config"]["run"]["seed"], "config": checkpoint["config"],
-        "fitness_history": [{k: h[k] for k in ("gen", "best", "median", "hof_fitness", "seconds")}
-                            for h in checkpoint["history"]],
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__},
-    }
+def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike) -> tuple[Path, Path, str]:
+    """``eznas export``: write hall-of-fame row ``rank`` of run directory ``run`` as the proxy file
+    ``output`` (``.py``) and its record beside it (``.json``, `eznas.run.run_record`).
 
-
-def record_expression(path: str | os.PathLike, where: str) -> str:
-    """The expression of the record that `run_record` wrote (``NAME.json`` beside a proxy);
-    ``where`` starts the one-line `EznasError` for a missing, unreadable or foreign file."""
-    return read_record(path, where)["expression"]
-
-
-def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
-    """The record that `run_record` wrote, checked to hold an expression (errors as `record_expression`)."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EznasError(f"{where}: {path} not found; give the .json that 'eznas export' writes beside a proxy") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise EznasError(f"{where}: {path} is not readable JSON; give the .json that 'eznas export' writes") from None
-    if not isinstance(record, dict) or not isinstance(record.get("expression"), str):
-        raise EznasError(f"{where}: {path} has no 'expression'; give the .json that 'eznas export' writes")
-    return record
+    Returns the two paths and the program's infix form. Refuses (`EznasError`) an output that is
+    not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the run's own files.
+    """
+    out = Path(run)
+    ckpt = read_checkpoint(out)
+    hof = ckpt["hall_of_fame"]
+    if not 0 <= rank < len(hof):
+        raise EznasError(f"--rank {rank} does not exist: {out} has hall-of-fame ranks 0..{len(hof) - 1}")
+    target = Path(output)
+    if target.suffix != ".py":
+        raise EznasError(f"-o {output}: give a path ending in .py (the record is written beside it as .json)")
+    record = target.with_suffix(".json")
+    run_files = {p.resolve() for p in out.iterdir()}
+    for path in (target, record):
+        if path.resolve() in run_files:
+            raise EznasError(f"-o {output}: {path} is a file of run {out}; write the proxy outside the run's files")
+    row = hof[rank]
+    cfg = config_mod.from_dict(ckpt["config"], source=str(out / CHECKPOINT))
+    info = {"run": str(out), "rank": rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
+            "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": dataclasses.asdict(cfg.probe)}
+    for path in (target, record):
+        remove_stale(path.parent, f".{path.name}.*.tmp")  # left by an export that was killed
+    write_together([(target, export_source(row["expr"], cfg.probe, info)),
+                    (record, json.dumps(run_record(ckpt, rank, str(out)), indent=1))], fix="choose another -o path")
+    return target, record, programs.infix(programs.parse(row["expr"]))

@@ -21,11 +21,12 @@ from deap import gp
 from scipy import stats as sps
 
 import primitives
-from eznas.gp import CONSTANTS
+from eznas import gp as programs
 from eznas.statsbatch import StatsBatch
+from eznas.tasks import family
 
-GREATER_IS_BETTER = True
 WORST = -1.0
+SOFTMIN_TEMPERATURE = 0.05  # of the space_softmin aggregate: a family 0.1 below the others weighs e^2 more
 
 
 class Evaluator:
@@ -42,32 +43,26 @@ class Evaluator:
     def scores(self, tree: gp.PrimitiveTree) -> torch.Tensor:
         """Per-network scores [B] of ``tree`` (may contain non-finite values)."""
         with torch.no_grad():
-            value, _ = self._eval(tree, 0)
-        return value
+            return programs.fold(tree, self._apply, self._recall)
 
-    def _eval(self, tree: gp.PrimitiveTree, i: int) -> tuple[torch.Tensor, int]:
-        end = tree.searchSubtree(i).stop
-        key = str(gp.PrimitiveTree(tree[i:end])) if end - i > 1 else tree[i].name
+    def _recall(self, key: str) -> torch.Tensor | None:
         hit = self._memo.get(key)
         if hit is not None:
             self._memo.move_to_end(key)
-            return hit, end
-        node = tree[i]
+        return hit
+
+    def _apply(self, node: programs.Node, args: list[torch.Tensor], key: str) -> torch.Tensor:
         if isinstance(node, gp.Terminal):
             value = self._terminal(node.name)
         else:
-            args, j = [], i + 1
-            for _ in range(node.arity):
-                v, j = self._eval(tree, j)
-                args.append(v)
             prim = primitives.by_name(node.name)
             value = prim.func(*args, self.context) if prim.aggregator else prim.func(*args)
         self._remember(key, value)
-        return value, end
+        return value
 
     def _terminal(self, name: str) -> torch.Tensor:
-        if name in CONSTANTS:
-            typ, v = CONSTANTS[name]
+        if name in programs.CONSTANTS:
+            typ, v = programs.CONSTANTS[name]
             n = self._n_layers if typ is primitives.LScalar else self.batch.n_nets
             return torch.full((n,), v, dtype=torch.float32)
         if name in self.batch.layers:
@@ -130,14 +125,25 @@ def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mea
 
 
 def aggregate_taus(taus: dict[str, float], aggregate: str) -> float:
-    """One fitness from per-task taus: ``"mean"`` over tasks, ``"min"`` over tasks, or
-    ``"space_mean"``: the mean over search spaces (``nb201``, ``nds``) of the mean over each
-    space's tasks, so that a space counts the same however many of its tasks are evolved on."""
+    """One fitness from per-task taus.
+
+    ``"mean"`` or ``"min"`` over tasks; over search-space families (`eznas.tasks.family`: the
+    mean tau of each family's tasks, so a family counts the same however many of its tasks are
+    evolved on): ``"space_mean"`` their mean, ``"space_min"`` their minimum, ``"space_softmin"``
+    the soft minimum ``-T log mean exp(-tau / T)`` with T = `SOFTMIN_TEMPERATURE`, which rewards
+    the worst family most while every family still counts.
+    """
     if aggregate == "min":
         return float(min(taus.values()))
-    if aggregate == "space_mean":
-        spaces: dict[str, list[float]] = {}
-        for task, tau in taus.items():
-            spaces.setdefault(task.partition(":")[0], []).append(tau)
-        return float(np.mean([np.mean(v) for v in spaces.values()]))
-    return float(np.mean(list(taus.values())))
+    if aggregate == "mean":
+        return float(np.mean(list(taus.values())))
+    families: dict[str, list[float]] = {}
+    for task, tau in taus.items():
+        families.setdefault(family(task), []).append(tau)
+    means = np.array([np.mean(v) for v in families.values()])
+    if aggregate == "space_min":
+        return float(means.min())
+    if aggregate == "space_softmin":
+        low = means.min()  # shifted for a stable log-sum-exp
+        return float(low - SOFTMIN_TEMPERATURE * math.log(np.mean(np.exp(-(means - low) / SOFTMIN_TEMPERATURE))))
+    return float(means.mean())

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 from deap import gp
 
@@ -18,6 +20,9 @@ import primitives
 from eznas.errors import EznasError
 
 ROOT_TYPE = primitives.NScalar
+MAX_PROGRAM_CHARS = 100_000  # a stored program longer than this is refused
+MAX_PROGRAM_DEPTH = 100  # and one nested deeper (evolution.max_depth is at most 17)
+T = TypeVar("T")
 CONSTANTS = {  # named constant terminals (rank-only fitness needs few)
     "l_one": (primitives.LScalar, 1.0), "l_two": (primitives.LScalar, 2.0), "l_half": (primitives.LScalar, 0.5),
     "n_one": (primitives.NScalar, 1.0), "n_two": (primitives.NScalar, 2.0), "n_half": (primitives.NScalar, 0.5),
@@ -92,77 +97,130 @@ _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*|\(|\)|,)\s*")
 
 
 def parse(text: str) -> gp.PrimitiveTree:
-    """Parse a prefix expression string into a type-checked tree (no evaluation of text)."""
+    """Parse a prefix expression string into a type-checked tree (no evaluation of text).
+
+    Iterative, with limits (`MAX_PROGRAM_CHARS`, `MAX_PROGRAM_DEPTH`), so that no stored text can
+    exhaust the stack or the memory; every error is one line naming the problem.
+    """
+    if len(text) > MAX_PROGRAM_CHARS:
+        raise EznasError(f"program of {len(text):,} characters is over the limit of {MAX_PROGRAM_CHARS:,}")
     pset = primitive_set()
     tokens, pos = [], 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise EznasError(f"cannot parse program {text!r} at character {pos}")
+            raise EznasError(f"cannot parse program {_shown(text)} at character {pos}")
         tokens.append(m.group(1))
         pos = m.end()
     nodes: list = []
-    i = _parse_node(tokens, 0, ROOT_TYPE, pset, nodes, text)
+    open_: list[list] = []  # primitives whose arguments are being read: [primitive, index of the argument]
+    want, i = ROOT_TYPE, 0
+    while True:
+        if i >= len(tokens):
+            raise EznasError(f"program {_shown(text)} ends too early")
+        name = tokens[i]
+        node = pset.mapping.get(name)
+        if node is None:
+            raise EznasError(f"unknown primitive or terminal {_shown(name)} in program {_shown(text)}")
+        if node.ret is not want:
+            raise EznasError(f"type error in program {_shown(text)}: {name} gives {node.ret.__name__}, "
+                             f"{want.__name__} expected")
+        nodes.append(node)
+        i += 1
+        if isinstance(node, gp.Primitive):
+            if tokens[i: i + 1] != ["("]:
+                raise EznasError(f"program {_shown(text)}: {name} needs arguments in parentheses")
+            if len(open_) >= MAX_PROGRAM_DEPTH:
+                raise EznasError(f"program {_shown(text)} is nested deeper than {MAX_PROGRAM_DEPTH} levels")
+            open_.append([node, 0])
+            want, i = node.args[0], i + 1
+            continue
+        while open_:  # a node is complete: go on with its parent's next argument, or close the parent
+            prim, k = open_[-1]
+            if k + 1 < prim.arity:
+                if tokens[i: i + 1] != [","]:
+                    raise EznasError(f"program {_shown(text)}: {prim.name} expects {prim.arity} arguments")
+                open_[-1][1] = k + 1
+                want, i = prim.args[k + 1], i + 1
+                break
+            if tokens[i: i + 1] != [")"]:
+                raise EznasError(f"program {_shown(text)}: {prim.name} expects {prim.arity} arguments")
+            open_.pop()
+            i += 1
+        else:
+            break
     if i != len(tokens):
-        raise EznasError(f"trailing text in program {text!r}")
+        raise EznasError(f"trailing text in program {_shown(text)}")
     return gp.PrimitiveTree(nodes)
 
 
-def _parse_node(tokens: list[str], i: int, want: type, pset: gp.PrimitiveSetTyped, nodes: list, text: str) -> int:
-    if i >= len(tokens):
-        raise EznasError(f"program {text!r} ends too early")
-    name = tokens[i]
-    node = pset.mapping.get(name)
-    if node is None:
-        raise EznasError(f"unknown primitive or terminal {name!r} in program {text!r}")
-    if node.ret is not want:
-        raise EznasError(f"type error in program {text!r}: {name} gives {node.ret.__name__}, {want.__name__} expected")
-    nodes.append(node)
-    if isinstance(node, gp.Terminal):
-        return i + 1
-    if tokens[i + 1: i + 2] != ["("]:
-        raise EznasError(f"program {text!r}: {name} needs arguments in parentheses")
-    i += 2
-    for k, arg in enumerate(node.args):
-        if k:
-            if tokens[i: i + 1] != [","]:
-                raise EznasError(f"program {text!r}: {name} expects {node.arity} arguments")
-            i += 1
-        i = _parse_node(tokens, i, arg, pset, nodes, text)
-    if tokens[i: i + 1] != [")"]:
-        raise EznasError(f"program {text!r}: {name} expects {node.arity} arguments")
-    return i + 1
+def _shown(text: str, limit: int = 120) -> str:
+    """``text`` as an error message shows it: quoted with escapes, cut to about ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div_safe": "/"}
 _TYPE_PREFIXES = ("w_", "a_", "gram_", "l_", "n_", "agg_")
 
+Node = gp.Primitive | gp.Terminal
+
+
+def fold(tree: gp.PrimitiveTree, visit: Callable[[Node, list[T], str], T],
+         known: Callable[[str], T | None] | None = None) -> T:
+    """The value of ``tree``, computed node by node from the leaves up: the one tree walker.
+
+    ``visit(node, args, key)`` gives a node's value from its arguments' values (in order) and
+    its subtree's key, the subtree's prefix string (``str`` of that subtree; equal keys, equal
+    subtrees). ``known(key)``, when given, may return the value of a whole subtree, which is then
+    used without descending into it (memoisation, shared subexpressions). No recursion: any
+    depth of tree is walked.
+    """
+    keys, children = _structure(tree)
+    values: dict[int, T] = {}
+    todo: list[tuple[int, bool]] = [(0, False)]
+    while todo:
+        i, ready = todo.pop()
+        if not ready:
+            hit = known(keys[i]) if known is not None else None
+            if hit is not None:
+                values[i] = hit
+                continue
+            todo.append((i, True))
+            todo.extend((c, False) for c in reversed(children[i]))
+        else:
+            values[i] = visit(tree[i], [values.pop(c) for c in children[i]], keys[i])
+    return values[0]
+
+
+def _structure(tree: gp.PrimitiveTree) -> tuple[list[str], list[list[int]]]:
+    """Every node's subtree key and its children's positions (one pass, from the last node back)."""
+    keys: list[str] = [""] * len(tree)
+    children: list[list[int]] = [[] for _ in tree]
+    stack: list[int] = []
+    for i in range(len(tree) - 1, -1, -1):
+        node = tree[i]
+        if isinstance(node, gp.Terminal):
+            keys[i] = node.name
+        else:
+            children[i] = [stack.pop() for _ in range(node.arity)]
+            keys[i] = f"{node.name}({', '.join(keys[c] for c in children[i])})"
+        stack.append(i)
+    return keys, children
+
 
 def infix(tree: gp.PrimitiveTree) -> str:
     """Readable infix form: type prefixes dropped, +, -, *, / for arithmetic."""
-    out, _ = _infix(tree, 0)
-    return out
+    return fold(tree, _infix_node)
 
 
-def _infix(tree: gp.PrimitiveTree, i: int) -> tuple[str, int]:
-    node = tree[i]
+def _infix_node(node: Node, args: list[str], key: str) -> str:
     if isinstance(node, gp.Terminal):
-        name = node.name
-        return (repr(CONSTANTS[name][1]) if name in CONSTANTS else name), i + 1
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        s, j = _infix(tree, j)
-        args.append(s)
+        return repr(CONSTANTS[node.name][1]) if node.name in CONSTANTS else node.name
     base = node.name
     for prefix in _TYPE_PREFIXES:
         if base.startswith(prefix):
             base = base[len(prefix):]
             break
     if base in _INFIX and len(args) == 2:
-        return f"({args[0]} {_INFIX[base]} {args[1]})", j
-    return f"{base}({', '.join(args)})", j
-
-
-def subtrees(tree: gp.PrimitiveTree) -> list[tuple[int, int]]:
-    """``(start, end)`` slice of every node's subtree, in prefix order."""
-    return [(i, tree.searchSubtree(i).stop) for i in range(len(tree))]
+        return f"({args[0]} {_INFIX[base]} {args[1]})"
+    return f"{base}({', '.join(args)})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ def batch(
     """Return ``(inputs [n,3,r,r] float32, targets [n] int64)`` for ``task``.
 
     ``kind="real"`` draws ``n`` distinct images with ``seed`` from the task's image set and
-    normalises them with that dataset's mean/std; ``kind="noise"`` gives standard Gaussian
-    inputs with uniformly drawn labels. The same arguments give bit-identical tensors.
+    normalises them with that dataset's mean/std; ``kind="noise"`` (or a user space declared with
+    ``images = "noise"``) gives standard Gaussian inputs with uniformly drawn labels. The same arguments give bit-identical tensors.
     """
     t = parse_task(task)
     if kind not in KINDS:
@@ -42,7 +43,7 @@ def batch(
     if n <= 0:
         raise EznasError(f"batch size must be positive, got {n}")
     gen = torch.Generator().manual_seed(seed)
-    if kind == "noise":
+    if kind == "noise" or t.images == "noise":
         x = torch.randn(n, 3, t.resolution, t.resolution, generator=gen)
         y = torch.randint(0, t.num_classes, (n,), generator=gen)
         return x, y
@@ -64,8 +65,11 @@ def _load_images(path: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as d:
             images, labels = d["images"], d["labels"]
-    except (OSError, ValueError, KeyError) as e:
-        raise EznasError(f"{path}: unreadable image archive ({e}); restore the .npz with 'images' and 'labels'") from None
-    if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise EznasError(f"{path}: unreadable image archive ({reason}); restore the .npz with 'images' and 'labels' "
+                         "(eznas data fetch --only images)") from None
+    if (images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or labels.ndim != 1
+            or len(images) != len(labels) or not np.issubdtype(labels.dtype, np.integer)):
         raise EznasError(f"{path}: expected images uint8 [N,32,32,3] and labels [N], got {images.shape} and {labels.shape}")
     return images, labels

@@ -12,83 +12,98 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from eznas import inputs
 from eznas.cache import StatsCache, stats_key
 from eznas.errors import EznasError
 from eznas.parallel import Failed, run_tasks
-from eznas.probe import PROBE_VERSION, NetworkStats, ProbeSettings, probe
+from eznas.probe import LAYER_SCALARS, PROBE_VERSION, NetworkStats, ProbeSettings, probe
 from eznas.spaces import build_network
 from eznas.statsbatch import StatsBatch, stack
-from eznas.tasks import parse_task
+from eznas.tasks import Task, parse_task
 
 log = logging.getLogger(__name__)
 
 
-def network_key(task: str, arch: Any, cfg: ProbeSettings) -> str:
+def network_key(task: str | Task, arch: Any, cfg: ProbeSettings) -> str:
     """Cache key of one network's statistics: the one place that says what changes them."""
-    return stats_key(task=task, arch=arch, net_seed=cfg.net_seed,
+    return stats_key(task=parse_task(task).name, arch=arch, net_seed=cfg.net_seed,
                      batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
                      probe=cfg.cache_fields(), version=PROBE_VERSION)
 
 
-def compute_stats(task: str, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
+def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
+    """The shape of each per-layer statistic after its layer axis, as the probe makes it with ``cfg``."""
+    r, c, n, f = cfg.weight_rows, cfg.weight_cols, cfg.batch_size, cfg.features
+    return {"W": (r, c), "dW": (r, c), "H": (r, c), "A": (n, f), "G": (n, f), "KA": (n, n), "KG": (n, n), "KS": (n, n),
+            **{name: () for name in LAYER_SCALARS}}
+
+
+def compute_stats(task: str | Task, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
     """Build the network, draw its minibatch and probe it (no cache)."""
     net = build_network(task, arch, seed=cfg.net_seed)
     x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     return probe(net, x, y, cfg)
 
 
-def _fill_one(task: str, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, threads: int) -> float:
-    """Worker: compute one network's statistics into the cache; returns seconds spent."""
-    torch.set_num_threads(threads)
+def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
+    """Worker: build one network, draw its batch, probe it into the cache; returns the probe's seconds."""
+    net = build_network(task, arch, seed=cfg.net_seed)
+    x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
     start = time.perf_counter()
-    stats = compute_stats(task, arch, cfg, data_dir)
-    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": task, "arch": arch})
-    return time.perf_counter() - start
+    stats = probe(net, x, y, cfg)
+    seconds = time.perf_counter() - start
+    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": parse_task(task).name, "arch": arch})
+    return seconds
+
+
+@dataclass(frozen=True)
+class Filled:
+    """What `fill_cache` did: probe seconds of each network computed now, and the networks that failed."""
+
+    seconds: dict[int, float]  # benchmark index -> seconds of its probe call
+    failed: dict[int, str]  # benchmark index -> the last attempt's error
 
 
 def fill_cache(
-    task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
+    task: str | Task, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
     progress: bool = True, *, retries: int = 2, timeout: float | None = None,
-) -> tuple[int, set[int]]:
+) -> Filled:
     """Compute and cache the statistics of every record not cached yet.
 
     A network whose job fails on all ``retries + 1`` attempts (raises, kills its worker, runs
     past ``timeout`` seconds) is not cached, and a warning names it:
     ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
-
-    Returns
-    -------
-    tuple of (int, set of int)
-        How many networks were computed now, and the benchmark indices of those that failed.
     """
-    parse_task(task)
-    todo = [r for r in records if not cache.path(network_key(task, r["arch"], cfg)).is_file()]
-    if not todo:
-        return 0, set()
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    t = parse_task(task)  # jobs get the parsed task: a user space's declaration travels with it
+    todo = [r for r in records if network_key(t, r["arch"], cfg) not in cache]
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
-    jobs = [(_fill_one, (task, r["arch"], cfg, root, data, threads)) for r in todo]
-    labels = [f"{task} #{r['index']}" for r in todo]
-    failed = set()
-    bar = tqdm(total=len(todo), desc=f"stats {task}", unit="net", disable=not progress, dynamic_ncols=True)
+    jobs = [(_fill_one, (t, r["arch"], cfg, root, data)) for r in todo]
+    labels = [f"{t.name} #{r['index']}" for r in todo]
+    filled = Filled({}, {})
+    if not todo:
+        return filled
+    inputs.batch(t, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)  # bad input data: one error, not N
+    cache.check_writable()
+    bar = tqdm(total=len(todo), desc=f"stats {t.name}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
                             timeout=timeout, labels=labels)
         for r, label, result in zip(todo, labels, results):
             if isinstance(result, Failed):
                 log.warning("%s left out after %d attempts: %s", label, result.attempts, result.error)
-                failed.add(r["index"])
+                filled.failed[r["index"]] = result.error
+            else:
+                filled.seconds[r["index"]] = result
             bar.update(1)
     finally:
         bar.close()
-    return len(todo) - len(failed), failed
+    return filled
 
 
 def load_pool(
@@ -101,14 +116,14 @@ def load_pool(
     Networks whose statistics failed (see `fill_cache`) are left out: the batch's ``index``
     holds the benchmark indices of the networks kept, in the order of ``records``.
     """
-    _, failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
-                           retries=retries, timeout=timeout)
+    failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
+                        retries=retries, timeout=timeout).failed
     kept = [r for r in records if r["index"] not in failed]
     stats = []
     for r in kept:
         key = network_key(task, r["arch"], cfg)
-        s = cache.load(key)
-        if s is None:  # corrupt file: the cache warned; recompute in-process
+        s = cache.load(key, stat_shapes(cfg))
+        if s is None:  # damaged file: the cache warned; recompute in-process
             s = compute_stats(task, r["arch"], cfg, data_dir)
             cache.save(key, s, {"task": task, "arch": r["arch"]})
         stats.append(s)

@@ -28,15 +28,12 @@ recomputed whenever one is added.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,9 +41,8 @@ from tqdm import tqdm
 
 from eznas import benchmarks, proxies
 from eznas.errors import EznasError
-from eznas.evaluate import (BATCH_SIZE, NET_SEED, Evaluation, ProxySpec, median_known, protocol_spec, score_records,
-                            write_text)
-from eznas.options import add_cache_dirs, add_data_dir
+from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, median_known, protocol_spec, score_records
+from eznas.proxy_spec import ProxySpec
 from eznas.spaces.nb201 import OPS, parse_arch
 from eznas.tasks import parse_task
 
@@ -280,37 +276,3 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
         n_scored=len(score.order), cycles=cycles, wall_seconds=time.perf_counter() - start,
         score_seconds=score.cost_seconds(),
         scored=tuple((i, score.scores[i]) for i in score.order))
-
-
-# ----------------------------------------------------------------------------- command line
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``search`` subcommand to the ``eznas`` parser."""
-    p = subparsers.add_parser(
-        "search", help="zero-shot NAS: random search or regularized evolution with a proxy as fitness",
-        description="Search TASK's benchmark space for the architecture PROXY scores highest (random search, or "
-                    "regularized evolution on NB201 with population 64 and tournament 16) and report its true "
-                    "test accuracy. Networks are scored on the evaluation protocol (net seed 0, batch of 64 images "
-                    "with batch seed 0), sharing the score cache of 'eznas evaluate --seed 0'; --seed only drives "
-                    "the search's random choices.")
-    p.add_argument("--proxy", required=True, help="baseline name, path to a .py proxy file, or expression string")
-    p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 (rea: NB201 tasks only)")
-    p.add_argument("--strategy", default="rea", choices=STRATEGIES, help="search strategy (default rea)")
-    p.add_argument("--budget", type=int, default=1000, help="distinct architectures to score (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers over networks (default 1)")
-    p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
-    add_data_dir(p)
-    add_cache_dirs(p)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``eznas search``; returns the exit status."""
-    result = search(args.proxy, args.task, args.strategy, args.budget, args.seed, args.jobs, args.data_dir,
-                    args.cache_dir, scores_dir=args.scores_dir)
-    print(result.line())
-    if args.out:
-        write_text(Path(args.out), json.dumps(result.to_dict(), indent=1) + "\n")
-        print(f"wrote {args.out}")
-    return 0

@@ -3,9 +3,8 @@ networks from outside any NAS search space.
 
 `ZOO` lists the models (timm name, family, the published tag and top-1); `build` makes one,
 untrained, at a small input size; `score_zoo` scores every model with several proxies and times
-one forward+backward of each; `report` writes the Markdown tables (Kendall tau-b against the
-published accuracy over the zoo and within each family, and the cost of a proxy as a ratio to
-one forward+backward). timm is a test-only dependency: `import_timm` returns None without it. timm imports torchvision at import time (for its data transforms and a frozen
+one forward+backward of each (`eznas.tables.zoo` renders the tables). timm is a test-only
+dependency: `import_timm` returns None without it. timm imports torchvision at import time (for its data transforms and a frozen
 batch-norm class its model definitions never build); where torchvision cannot be imported (its
 PyPI wheel is a CUDA build that fails to load beside the CPU torch), `import_timm` first
 installs an inert stand-in module: every torchvision name is a placeholder class that raises
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eznas.evaluate import Evaluation, format_number
+from eznas.evaluate import Evaluation
 
 RESULTS_SOURCE = ("huggingface/pytorch-image-models, results/results-imagenet.csv at commit "
                   "0173a139a2c66db3a41ebfe1d8ac4fb02483642e")
@@ -252,50 +251,10 @@ def score_zoo(scorers: Mapping[str, Callable[..., Any]], x: torch.Tensor, y: tor
                   np.array(flops, dtype=float))
 
 
-def _subset(e: Evaluation, mask: np.ndarray) -> Evaluation:
-    return Evaluation(e.proxy, e.task, e.seed, e.batch_size, e.index[mask], e.accuracy[mask], e.scores[mask],
-                      e.seconds[mask], e.errors)
-
-
 def families(models: Sequence[ZooModel], least: int = 3) -> list[str]:
     """The families with at least ``least`` models, in zoo order."""
     names = [m.family for m in models]
     return [f for f in dict.fromkeys(names) if names.count(f) >= least]
-
-
-def report(run: ZooRun, cost_proxy: str, setup: str) -> str:
-    """Markdown: Kendall tau-b of every proxy over the zoo and within each family (columns),
-    then per model its accuracy, size and the cost of ``cost_proxy`` relative to one
-    forward+backward. ``setup`` is the paragraph saying how the numbers were made."""
-    fams = families(run.models)
-    masks = {f: np.array([m.family == f for m in run.models]) for f in fams}
-    head = ["proxy", f"all {len(run.models)}"] + [f"{f} ({int(masks[f].sum())})" for f in fams] + ["failed"]
-    rows = sorted(run.evaluations, key=lambda e: -np.nan_to_num(e.kendall_tau, nan=-2.0))
-    lines = [setup, "", "## Kendall tau-b against the published ImageNet top-1", "",
-             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    for e in rows:
-        cells = [f"`{e.proxy}`", format_number(e.kendall_tau, 3)]
-        cells += [format_number(_subset(e, masks[f]).kendall_tau, 3) for f in fams]
-        lines.append("| " + " | ".join(cells + [str(e.failed)]) + " |")
-    mean_within = {e.proxy: float(np.nanmean([_subset(e, masks[f]).kendall_tau for f in fams])) for e in rows}
-    lines += ["", "Mean within-family tau: " + ", ".join(
-        f"`{p}` {format_number(v, 3)}" for p, v in sorted(mean_within.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-2.0))) + "."]
-    cost = next(e for e in run.evaluations if e.proxy == cost_proxy)
-    ratio = cost.seconds / run.fwd_bwd
-    lines += ["", f"## Cost of `{cost_proxy}`", "",
-              f"Median over the zoo of (one `{cost_proxy}` call) / (one forward+backward): "
-              f"**{format_number(float(np.nanmedian(ratio)), 2)}x** (range {format_number(float(np.nanmin(ratio)), 2)}"
-              f"-{format_number(float(np.nanmax(ratio)), 2)}x).", "",
-              "| model | family | published tag | top-1 | params (M) | MMACs | fwd+bwd s | proxy s | ratio |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for i, m in enumerate(run.models):
-        lines.append(f"| `{m.name}` | {m.family} | {m.tag} | {m.top1:.3f} | {run.params[i] / 1e6:.2f} | "
-                     f"{run.macs[i] / 1e6:.1f} | {run.fwd_bwd[i]:.3f} | {format_number(float(cost.seconds[i]), 3)} | "
-                     f"{format_number(float(ratio[i]), 2)} |")
-    failures = [f"- `{e.proxy}`: " + "; ".join(e.errors) for e in run.evaluations if e.errors]
-    if failures:
-        lines += ["", "## Failures", "", *failures]
-    return "\n".join(lines) + "\n"
 
 
 def machine() -> str:

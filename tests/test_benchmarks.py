@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -56,12 +54,55 @@ def test_sample_is_deterministic_and_respects_exclusions(data_dir):
 
 
 def test_unknown_tasks_are_clear_errors():
-    for bad in ("nb201", "nb201:cifar1000", "foo:bar", "nds:", ":x", "nds:../etc"):
+    for bad in ("nb201", "nb201:cifar1000", "foo:bar", "nds:", ":x", "nds:../etc", "nb101", "nb101:cifar100",
+                "nb301:", "nb301:CIFAR10"):
         with pytest.raises(EznasError, match="unknown task"):
             parse_task(bad)
+    with pytest.raises(EznasError, match="'nb201', 'nds', 'nb101' or 'nb301'"):
+        parse_task("nb102:cifar10")
+    with pytest.raises(EznasError, match="'nb101:cifar10' or 'nb301:cifar10'"):
+        parse_task("cifar10")
     t = parse_task("nds:DARTS")
     assert (t.num_classes, t.resolution) == (10, 32)
     assert parse_task("nb201:ImageNet16-120").resolution == 16
+    for space in ("nb101", "nb301"):
+        t = parse_task(f"{space}:cifar10")
+        assert (t.space, t.key, t.num_classes, t.resolution, t.images) == (space, "cifar10", 10, 32, "cifar10")
+        assert not t.imagenet_layout
+
+
+@needs_data
+@pytest.mark.parametrize("space, name", [("nb101", "nasbench101"), ("nb301", "nasbench301")])
+def test_naslib_records_are_the_file_in_order(space, name, data_dir):
+    assert benchmarks.task_file(f"{space}:cifar10") == f"naslib/zc_{name}.json"
+    entries = json.loads((data_dir / "naslib" / f"zc_{name}.json").read_text())[name]["cifar10"]
+    records = benchmarks.load_task(f"{space}:cifar10", data_dir)
+    assert len(records) == len(entries) == 500
+    for r, (key, e) in zip(records, entries.items()):
+        assert set(r) == {"index", "arch", "accuracy", "params", "flops", "zc"}
+        assert r["arch"] == key and r["accuracy"] == e["val_accuracy"]
+        assert r["params"] == round(e["params"] * 1e6) and type(r["params"]) is int
+        assert r["flops"] == round(e["flops"] * 1e6) and type(r["flops"]) is int
+        assert r["zc"] == {k: v for k, v in e.items() if k not in ("val_accuracy", "params", "flops")}
+    assert [r["index"] for r in records] == list(range(500))
+    assert set(records[0]["zc"]) >= {"synflow", "snip", "grad_norm", "fisher", "grasp", "jacov"}
+    records[0]["zc"]["synflow"] = None  # callers get copies: the cached records stay intact
+    assert benchmarks.load_task(f"{space}:cifar10", data_dir)[0]["zc"]["synflow"] is not None
+
+
+@needs_data
+def test_truncated_or_foreign_naslib_files_are_clear_errors(data_dir, tmp_path):
+    (tmp_path / "naslib").mkdir()
+    target = tmp_path / "naslib" / "zc_nasbench101.json"
+    target.write_text((data_dir / "naslib" / "zc_nasbench101.json").read_text()[:5000])
+    with pytest.raises(EznasError, match="zc_nasbench101.json: malformed JSON"):
+        benchmarks.load_task("nb101:cifar10", tmp_path)
+    target.write_text(json.dumps({"nasbench201": {"cifar10": {}}}))
+    with pytest.raises(EznasError, match=r"no architectures under \['nasbench101'\]\['cifar10'\]"):
+        benchmarks.load_task("nb101:cifar10", tmp_path)
+    target.write_text(json.dumps({"nasbench101": {"cifar10": {"(0,)": {"params": 1.0, "flops": 2.0}}}}))
+    with pytest.raises(EznasError, match=r"entry 0 \(\(0,\)\) lacks a number for one of val_accuracy"):
+        benchmarks.load_task("nb101:cifar10", tmp_path)
 
 
 def test_missing_data_names_every_place_looked(tmp_path, monkeypatch):
@@ -106,3 +147,11 @@ def test_real_batches_are_seeded_normalised_and_resized(data_dir):
     assert noise.shape == (8, 3, 64, 64) and labels.max() < 1000
     with pytest.raises(EznasError):
         inputs.batch("nb201:cifar10", 8, 0, kind="pink", data_dir=data_dir)
+
+
+def test_task_families_group_search_spaces():
+    from eznas.tasks import family
+
+    assert family("nb201:cifar100") == "nb201"
+    assert {family(f"nds:{k}") for k in ("DARTS_in", "ENAS_in", "PNAS", "Amoeba_in")} == {"nds-cell"}
+    assert {family(f"nds:{k}") for k in ("ResNeXt-A_in", "ResNeXt-B", "ResNet_lr-wd_in", "Vanilla")} == {"nds-anynet"}

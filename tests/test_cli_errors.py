@@ -91,7 +91,9 @@ def test_unknown_task_for_stats(tmp_path):
 def _fake_run(out, config: dict) -> bytes:
     """A run directory holding a checkpoint of ``config`` (nothing else is read before the refusal)."""
     out.mkdir()
-    (out / "checkpoint.json").write_text(json.dumps({"version": 1, "config": config, "population": []}))
+    doc = {"version": 1, "config": config, "next_generation": 1, "population": [], "fitness": [], "scored": {},
+           "hall_of_fame": [], "pareto_front": [], "history": [], "pools": {}, "elapsed": 0.0}
+    (out / "checkpoint.json").write_text(json.dumps(doc))
     return (out / "checkpoint.json").read_bytes()
 
 

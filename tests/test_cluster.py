@@ -18,7 +18,8 @@ distributed = pytest.importorskip("dask.distributed",
                                   reason="dask.distributed not installed: pip install 'eznas[dask]'")
 
 from eznas.errors import EznasError  # noqa: E402
-from eznas.parallel import Failed, check_backend, close_clusters, run_tasks  # noqa: E402
+from eznas.backends import check_backend, close_clusters
+from eznas.parallel import Failed, run_tasks  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ touches the network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -29,12 +28,14 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR, REPO, needs_data
 
-from eznas import benchmarks, data
+from eznas import benchmarks
+from eznas.cli import main as eznas_main
 from eznas.data import convert, download, sources
 from eznas.data import fetch as fetch_module
 from eznas.errors import EznasError
 
-DIRECT = ["nb201/nats_bench.csv", "images/cifar10/cifar10.npz", "images/cifar100/cifar100.npz"]
+NASLIB = ["naslib/zc_nasbench101.json", "naslib/zc_nasbench301.json"]
+DIRECT = ["nb201/nats_bench.csv", "images/cifar10/cifar10.npz", "images/cifar100/cifar100.npz", *NASLIB]
 BY_PATH = {f.path: f for f in sources.FILES}
 NDS_NAMES = [f.name for f in sources.FILES if f.group == "nds" and f.git_blob]
 
@@ -44,15 +45,8 @@ def sha256(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """What the ``eznas`` entry point does with a ``data`` command: EznasError -> one line, exit 2."""
-    parser = argparse.ArgumentParser(prog="eznas")
-    data.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return data.run(args)
-    except EznasError as e:
-        print(f"eznas: error: {e}", file=sys.stderr)
-        return 2
+    """The ``eznas`` entry point on a ``data`` command: EznasError -> one line, exit 2."""
+    return eznas_main(argv)
 
 
 class Mirror:
@@ -176,7 +170,7 @@ def test_fetch_from_mirror_reproduces_verified_files(tmp_path: Path, serve, caps
     assert main(["data", "fetch", "--data-dir", str(dst), "--mirror", mirror.url]) == 0
     optional = {f.path for f in sources.FILES if f.family == sources.F_NDS_CIFAR}
     assert {p for p, _ in mirror.log[before:]} == optional
-    assert "0 placed, 16 already there, 22 optional not available" in capsys.readouterr().out
+    assert "0 placed, 18 already there, 22 optional not available" in capsys.readouterr().out
 
 
 @needs_data
@@ -190,11 +184,24 @@ def test_fetch_without_mirror_uses_the_source_urls(tmp_path: Path, serve, monkey
     monkeypatch.setitem(sources.ARCHIVES, "nds_data.zip",
                         dataclasses.replace(nds, url=f"{server.url}/archives/nds_data.zip"))
     dst = tmp_path / "dst"
-    for group in ("nb201", "nds"):
+    for group in ("nb201", "nds", "naslib"):
         assert main(["data", "fetch", "--data-dir", str(dst), "--only", group]) == 0
-    assert [p for p, _ in server.log] == ["nb201/nats_bench.csv", "archives/nds_data.zip"]
-    for rel in ["nb201/nats_bench.csv", *(f"nds/{n}" for n in NDS_NAMES)]:
+    assert [p for p, _ in server.log] == ["nb201/nats_bench.csv", "archives/nds_data.zip", *NASLIB]
+    for rel in ["nb201/nats_bench.csv", *(f"nds/{n}" for n in NDS_NAMES), *NASLIB]:
         assert sha256(dst / rel) == sha256(DATA_DIR / rel), rel
+
+
+def test_optional_file_missing_at_its_public_url_is_skipped(tmp_path: Path, serve, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    server = serve(tmp_path / "empty")  # every request: 404
+    files = tuple(dataclasses.replace(f, url=f"{server.url}/{f.path}") if f.url else f for f in sources.FILES)
+    monkeypatch.setattr(fetch_module, "FILES", files)
+    assert main(["data", "fetch", "--data-dir", str(tmp_path / "dst"), "--only", "naslib"]) == 0
+    out = capsys.readouterr().out
+    assert "optional, not found at the public URL (HTTP 404): zc_nasbench101.json, zc_nasbench301.json" in out
+    assert "0 placed, 0 already there, 2 optional not available" in out
+    # A required file missing at its public URL is still an error.
+    assert main(["data", "fetch", "--data-dir", str(tmp_path / "dst"), "--only", "nb201"]) == 2
 
 
 @needs_data
@@ -328,7 +335,9 @@ def test_check_on_shared_data(capsys: pytest.CaptureFixture) -> None:
     sweeps = out.split("NDS CIFAR-10 sweeps")[1].splitlines()[1]
     assert sweeps.startswith("  absent (optional): Amoeba.json, DARTS.json")
     assert "ImageNet16-120 images: absent" in out
-    assert "nds:ResNeXt-B_in" in out.split("tasks available")[1].splitlines()[0]
+    assert re.search(r"naslib/zc_nasbench301.json +ok in .*sha256 e47e258b95f6", out)
+    available = out.split("tasks available")[1].splitlines()[0]
+    assert "nds:ResNeXt-B_in" in available and "nb101:cifar10, nb301:cifar10" in available
     assert "default experiment: ready" in out
 
 
@@ -343,17 +352,7 @@ def test_check_fails_on_empty_or_bad_data(tmp_path: Path, capsys: pytest.Capture
     assert re.search(r"nb201/nats_bench.csv +FAILS in .*1,000 bytes, expected 3,024,008", capsys.readouterr().out)
 
 
-_CLI = ("import argparse, sys\n"
-        "from eznas import data\n"
-        "from eznas.errors import EznasError\n"
-        "p = argparse.ArgumentParser(prog='eznas')\n"
-        "data.add_parser(p.add_subparsers(dest='command', required=True))\n"
-        "args = p.parse_args(sys.argv[1:])\n"
-        "try:\n"
-        "    sys.exit(data.run(args))\n"
-        "except EznasError as e:\n"
-        "    print(f'eznas: error: {e}', file=sys.stderr)\n"
-        "    sys.exit(2)\n")
+_CLI = "import sys\nfrom eznas.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @needs_data
@@ -395,3 +394,11 @@ def test_catalogue_matches_loaders_config_and_provenance() -> None:
     prov = (DATA_DIR / "nb201/PROVENANCE.md").read_text()
     assert BY_PATH["nb201/nats_bench.csv"].sha256 in prov
     assert sources.NB201_COMMIT in prov
+    # The NAS-Bench-Suite-Zero samples: the loaders' paths, sha256 and commit of naslib/PROVENANCE.md.
+    assert set(benchmarks.NASLIB_FILES.values()) == set(NASLIB) <= paths
+    prov = (DATA_DIR / "naslib/PROVENANCE.md").read_text()
+    assert sources.NASLIB_COMMIT in prov
+    for rel in NASLIB:
+        f = BY_PATH[rel]
+        assert f"| `{f.name}` | {f.sha256} |" in prov and f.url.endswith(f"/{sources.NASLIB_COMMIT}/naslib/data/{f.name}")
+        assert (f.size, f.sha256) == ((DATA_DIR / rel).stat().st_size, sha256(DATA_DIR / rel))

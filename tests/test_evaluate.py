@@ -5,7 +5,6 @@ PROXY arguments, and the command's tables."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -17,9 +16,13 @@ import torch
 from scipy import stats as sps
 
 import eznas.evaluate as ev
+import eznas.pool as pool_module
 from eznas import benchmarks, config
 from eznas.errors import EznasError
-from eznas.evolve import CHECKPOINT, CHECKPOINT_VERSION
+from eznas.cli import main
+from eznas.proxy_spec import resolve
+from eznas.run import CHECKPOINT, CHECKPOINT_VERSION
+from eznas.scores import SCORES_DIR, ScoreCache
 from eznas.export import export_source
 from eznas.probe import ProbeSettings
 from eznas.proxies import az_nas
@@ -103,7 +106,7 @@ def test_exported_file_scores_what_the_engine_scores_for_its_expression(data_dir
 
 def test_set_level_baseline_is_rank_aggregated_over_the_evaluated_set(data_dir: Path, tmp_path: Path) -> None:
     (result,) = _evaluate(["az_nas"], data_dir, tmp_path, n=5)
-    cache = ev.ScoreCache(tmp_path / ev.SCORES_DIR, ev.resolve("az_nas"), SMALL_TASK, 0, 16)
+    cache = ScoreCache(tmp_path / SCORES_DIR, resolve("az_nas"), SMALL_TASK, 0, 0, 16)
     components = [cache.get(int(i))["value"] for i in result.index]
     assert set(components[0]) == set(az_nas.COMPONENTS)
     np.testing.assert_allclose(result.scores, az_nas.rank_aggregate(components))
@@ -138,12 +141,19 @@ def test_scores_are_cached_reused_and_resumed(data_dir: Path, tmp_path: Path, mo
 
 def test_a_corrupt_score_cache_is_recomputed_with_a_warning(data_dir: Path, tmp_path: Path) -> None:
     (first,) = _evaluate(["params"], data_dir, tmp_path, n=3)
-    (path,) = (tmp_path / ev.SCORES_DIR).glob("*.json")
+    (path,) = (tmp_path / SCORES_DIR).glob("*.json")
     json.loads(path.read_text())  # the cache is plain JSON
     path.write_text("{ not json")
     with pytest.warns(UserWarning, match="unreadable"):
         (again,) = _evaluate(["params"], data_dir, tmp_path, n=3)
     np.testing.assert_array_equal(first.scores, again.scores)
+    doc = json.loads(path.read_text())
+    index = next(iter(doc["entries"]))
+    doc["entries"][index]["value"] = "1e9"  # an entry of the wrong type: dropped, that network rescored
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="1 damaged entries"):
+        (third,) = _evaluate(["params"], data_dir, tmp_path, n=3)
+    np.testing.assert_array_equal(first.scores, third.scores)
 
 
 def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir: Path, tmp_path: Path,
@@ -152,7 +162,7 @@ def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir
     neither a baseline nor an expression computes anything for the networks they hold."""
     expr = "n_add(log_params, log_grad_norm)"
     first = _evaluate(["params", expr], data_dir, tmp_path / "here", scores_dir=tmp_path / "scores")
-    assert sorted(p.name for p in (tmp_path / "scores").glob("*.json")) and not (tmp_path / "here" / ev.SCORES_DIR).exists()
+    assert sorted(p.name for p in (tmp_path / "scores").glob("*.json")) and not (tmp_path / "here" / SCORES_DIR).exists()
     moved = tmp_path / "elsewhere_scores"
     (tmp_path / "scores").rename(moved)
 
@@ -160,7 +170,7 @@ def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir
         raise AssertionError("a cached network was computed again")
 
     monkeypatch.setattr(ev, "score_network", forbidden)
-    monkeypatch.setattr(ev, "probe_network", forbidden)
+    monkeypatch.setattr(pool_module, "_fill_one", forbidden)
     again = _evaluate(["params", expr], data_dir, tmp_path / "fresh", scores_dir=moved)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.scores, b.scores)
@@ -168,6 +178,14 @@ def test_a_score_directory_moved_to_another_machine_needs_no_statistics(data_dir
 
 
 # ----------------------------------------------------------------------------- failures, exclusion
+
+def _write_run(run: Path, pools: dict[str, list[int]]) -> None:
+    """A finished run directory whose only content that matters here is its pools."""
+    doc = {"version": CHECKPOINT_VERSION, "config": config.Config().to_dict(), "next_generation": 1,
+           "population": [], "fitness": [], "scored": {}, "hall_of_fame": [], "pareto_front": [], "history": [],
+           "pools": pools, "elapsed": 0.0}
+    (run / CHECKPOINT).write_text(json.dumps(doc))
+
 
 def test_failures_are_recorded_counted_and_left_out_of_the_correlations(data_dir: Path, tmp_path: Path) -> None:
     flaky = _write(tmp_path / "flaky.py", FLAKY_FILE)
@@ -185,8 +203,7 @@ def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Pat
     used = [r["index"] for r in benchmarks.sample("nb201:cifar10", 4, 0, data_dir)]  # an NB201 pool of another dataset
     run = tmp_path / "run"
     run.mkdir()
-    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
-                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    _write_run(run, {"nb201:cifar10": used})
     (plain,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0)
     assert set(plain.index) == set(used)  # same seed, same sample: exactly the run's networks
     (held_out,) = _evaluate(["params"], data_dir, tmp_path / "cache", n=4, seed=0, exclude_run=run)
@@ -210,8 +227,7 @@ def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data
     used = [r["index"] for r in benchmarks.sample(SMALL_TASK, 4, 0, data_dir)]
     run = tmp_path / "run"
     run.mkdir()
-    (run / CHECKPOINT).write_text(json.dumps({"version": CHECKPOINT_VERSION, "population": [],
-                                              "pools": {"nb201:cifar10": used}, "config": config.Config().to_dict()}))
+    _write_run(run, {"nb201:cifar10": used})
     cache = tmp_path / "cache"
     r = run_cli("stats", "--task", SMALL_TASK, "--n", "3", "--exclude-run", str(run), "--cache-dir", str(cache),
                 "--data-dir", str(data_dir))
@@ -242,26 +258,19 @@ def test_stats_exclude_run_fills_exactly_what_the_held_out_evaluation_needs(data
 ])
 def test_bad_proxy_is_a_one_line_error(tmp_path: Path, make, message: str) -> None:
     with pytest.raises(EznasError) as info:
-        ev.resolve(make(tmp_path))
+        resolve(make(tmp_path))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------- command
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eznas")
-    ev.add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def test_command_compares_proxies_and_writes_tables(data_dir: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     proxy = _write(tmp_path / "params_proxy.py", PARAMS_FILE)
-    args = _parser().parse_args(["evaluate", "params", "--task", SMALL_TASK, "--n", "5", "--seed", "3",
-                                 "--compare", f"flops,{proxy},params", "--out", str(tmp_path / "cmp"),
-                                 "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")])
-    assert ev.run(args) == 0
+    assert main(["evaluate", "params", "--task", SMALL_TASK, "--n", "5", "--seed", "3",
+                 "--compare", f"flops,{proxy},params", "--out", str(tmp_path / "cmp"),
+                 "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
     assert "Kendall tau-b" in out and "wrote" in out
     rows = list(csv.DictReader((tmp_path / "cmp.csv").open()))

@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
 from eznas import evolve
-from eznas.report import is_record, read_run
+from eznas.run import heldout_records, is_record, read_run
 
 pytestmark = needs_data
 
@@ -194,7 +194,7 @@ def test_seed_from_opens_the_initial_population(workspace, finished_run, tmp_pat
 
 @pytest.mark.parametrize("make_seed, message", [
     (lambda d: d / "missing.json", "not found"),
-    (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "not readable JSON"),
+    (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "not valid JSON"),
     (lambda d: (d / "other.json").write_text('{"expr": "log_params"}') and d / "other.json", "has no 'expression'"),
     (lambda d: (d / "run").mkdir() or d / "run", "holds no eznas run"),
 ])
@@ -229,3 +229,33 @@ def test_hall_of_fame_keeps_one_program_per_phenotype():
     ]}
     assert [r["expr"] for r in evolve.hall_of_fame(scored, 3)] == ["small_twin", "same_fitness_other_taus", "third"]
     assert [r["expr"] for r in evolve.hall_of_fame(scored, 10)] == ["small_twin", "same_fitness_other_taus", "third", "fourth"]
+
+
+def test_validation_policy_picks_on_networks_kept_from_fitness_and_from_the_held_out_ones(workspace, finished_run,
+                                                                                          tmp_path):
+    """tasks.validate: programs are compared on validation networks (disjoint from the pools); held-out
+    networks then leave out the validation ones too; inspect and export pick with policy 'validation'."""
+    run = tmp_path / "validated"
+    shutil.copytree(finished_run, run)
+    ckpt = _checkpoint(run)
+    ckpt["config"]["tasks"].update(validate=["nb201:ImageNet16-120"], validate_size=6)
+    (run / "checkpoint.json").write_text(json.dumps(ckpt))
+    (run / "heldout.json").unlink(missing_ok=True)
+    info = read_run(run, DATA_DIR)
+    nb201_pool = set(info.pools["nb201:cifar10"])
+    validation = set(info.validation["nb201:ImageNet16-120"])
+    assert len(validation) == 6 and not validation & nb201_pool
+    held_out = {r["index"] for r in heldout_records("nb201:cifar100", info.config, info.used, DATA_DIR)}
+    assert not held_out & (validation | nb201_pool)
+    r = run_cli("inspect", str(run), "--policy", "validation", "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout.splitlines()[2] and "scoring" in r.stdout
+    taus = json.loads((run / "heldout.json").read_text())
+    means = {e: t["nb201:ImageNet16-120"] for e, t in taus.items()}
+    hof = ckpt["hall_of_fame"]
+    best = max(means[row["expr"]] for row in hof)
+    expected = min((row for row in hof if means[row["expr"]] >= best - 0.01), key=lambda row: row["size"])
+    r = run_cli("export", str(run), "--policy", "validation", "-o", str(tmp_path / "picked.py"),
+                "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "picked.json").read_text())["expression"] == expected["expr"]

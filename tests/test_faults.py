@@ -28,6 +28,7 @@ from eznas import benchmarks, config as config_mod, evolve
 from eznas.cache import StatsCache
 from eznas.fitness import WORST
 from eznas.pool import load_pool, network_key
+from eznas.run import derive_seed
 
 pytestmark = needs_data
 
@@ -65,7 +66,7 @@ def _faulty_evolve(ws, name: str, plan: list[dict], cache: Path) -> tuple[subpro
 def _pool_records(ws) -> list[dict]:
     """The benchmark records of the run's pool, as `eznas.evolve.evolution_pools` samples them."""
     cfg = config_mod.load(ws["config"])
-    records = benchmarks.sample(TASK, cfg.tasks.pool_size, evolve.derive_seed(cfg.run.seed, "pool", TASK))
+    records = benchmarks.sample(TASK, cfg.tasks.pool_size, derive_seed(cfg.run.seed, "pool", TASK))
     return sorted(records, key=lambda r: r["index"])
 
 

@@ -28,7 +28,7 @@ def _types_ok(tree: gp.PrimitiveTree) -> bool:
 
 def test_generation_covers_every_type_and_depth_without_index_error():
     rng = random.Random(0)
-    count = 0
+    seen: set[str] = set()
     for typ in TYPES:
         for max_depth in range(0, 9):
             for method in ("grow", "full"):
@@ -36,8 +36,8 @@ def test_generation_covers_every_type_and_depth_without_index_error():
                     tree = programs.generate(typ, min(2, max_depth), max_depth, method, rng)
                     assert tree.root.ret is typ
                     assert _types_ok(tree)
-                    count += 1
-    assert count >= 5000
+                    seen.update(node.name for node in tree)
+    assert seen >= set(programs.primitive_set().mapping)  # every primitive and terminal is reachable
 
 
 def test_depth_limits_hold_where_terminals_exist():
@@ -77,3 +77,23 @@ def test_infix_is_readable():
     assert programs.infix(tree) == "logdet_sum((abs(corr(A)) + abs(corr(G))))"
     tree = programs.parse("n_add(agg_mean(l_mul(log_snip, depth)), n_half)")
     assert programs.infix(tree) == "(mean((log_snip * depth)) + 0.5)"
+
+
+def test_fold_keys_are_the_subtree_strings_and_known_subtrees_are_not_walked():
+    rng = random.Random(3)
+    for _ in range(300):
+        tree = programs.generate(programs.ROOT_TYPE, 1, rng.randint(1, 8), "grow", rng)
+        keys: list[str] = []
+        programs.fold(tree, lambda node, args, key: keys.append(key) or len(args), None)
+        assert sorted(keys) == sorted(str(gp.PrimitiveTree(tree[tree.searchSubtree(i)])) for i in range(len(tree)))
+    tree = programs.parse("n_add(agg_mean(l_mul(log_snip, depth)), log_params)")
+    visited: list[str] = []
+    value = programs.fold(tree, lambda node, args, key: visited.append(node.name) or sum(args, 1),
+                          lambda key: 100 if key == "agg_mean(l_mul(log_snip, depth))" else None)
+    assert visited == ["log_params", "n_add"] and value == 1 + 100 + 1
+
+
+def test_fold_walks_trees_deeper_than_the_recursion_limit():
+    pset = programs.primitive_set()
+    tree = gp.PrimitiveTree([pset.mapping["n_neg"]] * 2000 + [pset.mapping["log_params"]])
+    assert programs.fold(tree, lambda node, args, key: args[0] + 1 if args else 0) == 2000

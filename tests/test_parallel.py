@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from eznas.errors import EznasError
-from eznas.parallel import Failed, check_backend, current_device, run_tasks, worker_device, worker_threads
+from eznas.backends import check_backend
+from eznas.jobs import current_device, worker_device, worker_threads
+from eznas.parallel import Failed, run_tasks
 
 LOCAL = ["sequential", "threading", "loky"]
 RELEASE = threading.Event()  # lets abandoned threading jobs finish when the test is over
@@ -247,7 +250,7 @@ def test_threading_backend_restores_the_callers_torch_threads():
 
 
 def test_a_dask_client_whose_event_loop_did_not_start_is_made_once_more():
-    from eznas.parallel import _new_client
+    from eznas.backends import _new_client
 
     calls = []
 
@@ -264,3 +267,45 @@ def test_a_dask_client_whose_event_loop_did_not_start_is_made_once_more():
 
     with pytest.raises(AssertionError):
         _new_client(broken)
+
+
+_HOLD = '''import os, time
+
+def hold(directory):
+    """A long job that says where it runs."""
+    with open(os.path.join(directory, str(os.getpid())), "w"):
+        pass
+    time.sleep(300)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to see processes")
+def test_loky_workers_end_when_their_parent_is_killed(tmp_path):
+    (tmp_path / "hold.py").write_text(_HOLD)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = ("import sys\nfrom hold import hold\nfrom eznas.parallel import run_tasks\n"
+              f"list(run_tasks([(hold, ({str(pids)!r},))] * 2, n_jobs=2, backend='loky'))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "orphaned loky workers still running"

@@ -17,6 +17,8 @@ import torch
 import eznas.evaluate as ev
 from eznas import benchmarks, search as se
 from eznas.errors import EznasError
+from eznas.proxy_spec import resolve
+from eznas.scores import SCORES_DIR, ScoreCache
 from eznas.spaces import build_network, count_params
 from eznas.spaces.nb201 import OPS, parse_arch
 
@@ -113,7 +115,7 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
     assert result.n_scored == 20 == len(set(indices)) == len(calls)  # each new network scored once, fresh cache
     assert result.cycles >= 20 - 8  # the cycles after the initial population of 8; revisits are free
     # the scores went to evaluate's cache (net seed 0, batch seed 0): evaluate --seed 0 reuses them
-    cache = ev.ScoreCache(tmp_path / ev.SCORES_DIR, ev.resolve("params"), SMALL_TASK, 0, ev.BATCH_SIZE)
+    cache = ScoreCache(tmp_path / SCORES_DIR, resolve("params"), SMALL_TASK, ev.NET_SEED, 0, ev.BATCH_SIZE)
     assert all(cache.get(i)["value"] == s for i, s in result.scored)
     times = [cache.get(i)["seconds"] for i, _ in result.scored]
     assert result.score_seconds == pytest.approx(len(times) * np.median(times))

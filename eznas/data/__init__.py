@@ -5,9 +5,5 @@
 - `convert`: NDS files out of ``data.zip``, CIFAR samples out of the official tarballs.
 - `verify`: checksum and structure checks.
 - `fetch`, `check`: the two commands (``fetch.fetch``, ``check.check``).
-- `commands`: their argparse wiring. `add_parser` and `run` are re-exported here for ``eznas.cli``.
+- `commands`: their argparse wiring (``add_arguments``, ``run``), registered by ``eznas.cli``.
 """
-
-from eznas.data.commands import add_parser, run
-
-__all__ = ["add_parser", "run"]

@@ -16,7 +16,7 @@ from eznas import benchmarks, datadir
 from eznas.data.sources import FILES, IMAGENET16_NOTE, DataFile
 from eznas.data.verify import verify_file
 from eznas.errors import EznasError
-from eznas.tasks import NB201_DATASETS, parse_task
+from eznas.tasks import NASLIB_DATASETS, NASLIB_SPACES, NB201_DATASETS, parse_task
 
 _WIDTH = max(len(f.path) for f in FILES)
 
@@ -89,6 +89,7 @@ def _report_tasks(good: dict[str, bool], echo: Callable[[str], None]) -> None:
     images = {Path(f.path).stem: f.path for f in FILES if f.kind == "npz"}
     names = [f"nb201:{k}" for k in NB201_DATASETS]
     names += [f"nds:{Path(f.path).stem}" for f in FILES if f.group == "nds" and f.kind == "nds"]
+    names += [f"{space}:{d}" for space in NASLIB_SPACES for d in NASLIB_DATASETS]
     available, unavailable = [], []
     for name in names:
         task = parse_task(name)

@@ -1,6 +1,6 @@
 """The ``eznas data`` subcommands: ``fetch`` and ``check``.
 
-`add_parser` adds ``data`` to the ``eznas`` parser. `run` executes a parsed ``data`` command.
+`add_arguments` builds the ``data`` parser of ``eznas`` (`eznas.cli`). `run` executes a parsed ``data`` command.
 `EznasError` propagates to the caller, and the ``eznas`` entry point turns it into one line
 and exit status 2.
 """
@@ -17,28 +17,18 @@ from eznas.datadir import ENV_VAR
 _FETCH_DESCRIPTION = (
     "Download the benchmark data from its public sources, verify it, and place it in the data "
     f"directory: --data-dir, else ${ENV_VAR}, else ./data. Sources: the NAS-Bench-201 CSV (GitHub), "
-    "the NDS data.zip (dl.fbaipublicfiles.com), and the CIFAR-10/100 python archives (cs.toronto.edu), "
-    "converted to 5,000-image .npz samples. Archives are kept under <data dir>/archives/. "
+    "the NDS data.zip (dl.fbaipublicfiles.com), the CIFAR-10/100 python archives (cs.toronto.edu), "
+    "converted to 5,000-image .npz samples, and the optional NAS-Bench-101/301 samples of "
+    "NAS-Bench-Suite-Zero (NASLib, GitHub). Archives are kept under <data dir>/archives/. "
     "Interrupted downloads resume, and files that fail verification are never placed. "
     "With --mirror URL, each file is fetched from URL/<path in the data directory>, "
     "else produced from URL/archives/<archive name>."
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``data`` command (``fetch``, ``check``) to the ``eznas`` subparsers.
-
-    Parameters
-    ----------
-    subparsers : the object returned by ``parser.add_subparsers(dest="command", ...)``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The ``data`` parser. Its action is ``args.data_command``.
-    """
-    p = subparsers.add_parser("data", help="fetch the benchmark data, or check what is there",
-                              description="Fetch the benchmark data, or check what eznas finds.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the actions of ``eznas data`` (``fetch``, ``check``) to its parser ``p``; the action chosen is
+    ``args.data_command``."""
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = sub.add_parser("fetch", help="download, verify and place the benchmark data", description=_FETCH_DESCRIPTION)
     f.add_argument("--data-dir", default=None, help=f"target directory (default: ${ENV_VAR}, else ./data)")
@@ -51,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    "experiment has everything it needs, 2 otherwise.")
     c.add_argument("--data-dir", default=None,
                    help=f"search only this directory (default: ${ENV_VAR}, ./data, ../shared/data in that order)")
-    return p
 
 
 def run(args: argparse.Namespace) -> int:

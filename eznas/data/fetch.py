@@ -71,7 +71,7 @@ def fetch(
     Parameters
     ----------
     data_dir : target directory (default: see `target_dir`).
-    only : one of ``"nb201"``, ``"nds"``, ``"images"``; default all three.
+    only : one of ``"nb201"``, ``"nds"``, ``"images"``, ``"naslib"``; default all four.
     mirror : base URL (``http(s)://`` or ``file://``) of a mirror; default ``$EZNAS_DATA_MIRROR``,
         else the public sources.
     echo : receives one line per file.
@@ -122,7 +122,8 @@ class _Fetch:
         for name in dict.fromkeys(f.archive for f in pending):
             files = [f for f in pending if f.archive == name]
             if name is None:
-                self._unavailable(files, f"not on the mirror {self.mirror}")
+                self._unavailable(files, f"not on the mirror {self.mirror}" if self.mirror
+                                  else "not found at the public URL (HTTP 404)")
             else:
                 self._from_archive(ARCHIVES[name], files)
 
@@ -140,7 +141,8 @@ class _Fetch:
         return True
 
     def _direct(self, f: DataFile) -> bool:
-        """Download ``f`` itself (from the mirror, or its public URL); False if it must come from an archive."""
+        """Download ``f`` itself (from the mirror, or its public URL); False if it must come from an
+        archive, or if an optional file is not at its public URL."""
         url = f"{self.mirror}/{f.path}" if self.mirror else f.url
         if url is None:
             return False
@@ -148,7 +150,7 @@ class _Fetch:
         try:
             kept = download(url, part_path(target), f.size, f.path)
         except NotFound:
-            if self.mirror:
+            if self.mirror or not f.required:
                 return False
             raise
         how = place(part_path(target), target, lambda p: verify_file(f, p), url)

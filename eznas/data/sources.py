@@ -8,7 +8,9 @@ The values recorded here are the reference. ``nb201/nats_bench.csv`` has the sha
 is recorded for them. The CIFAR archives have the md5 published on the CIFAR home page and
 the byte size the site serves (the Content-Length seen in many public download logs). The
 converted ``.npz`` samples, ``data.zip`` and the NDS CIFAR-10 sweeps have no recorded checksum
-and are verified by structure.
+and are verified by structure. The two NAS-Bench-Suite-Zero samples (``naslib/``) have the size
+and sha256 of ``naslib/PROVENANCE.md`` and come from NASLib's GitHub repository at the commit
+named there; that URL could not be reached from the machines eznas was built on.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ NB201_COMMIT = "b307ae5fe6e8d7043cd4fe7d1c3532288271adb7"
 NB201_URL = f"https://raw.githubusercontent.com/v-tao/nats-bench-landscape/{NB201_COMMIT}/nats_bench.csv"
 NDS_URL = "https://dl.fbaipublicfiles.com/nds/data.zip"
 CIFAR_HOME = "https://www.cs.toronto.edu/~kriz/"
+NASLIB_COMMIT = "9052f540457588af87633988cc1036bd2250419e"
+NASLIB_URL = f"https://raw.githubusercontent.com/automl/NASLib/{NASLIB_COMMIT}/naslib/data/"
 
-GROUPS = ("nb201", "nds", "images")
+GROUPS = ("nb201", "nds", "images", "naslib")
 ARCHIVE_DIR = "archives"
 
 
@@ -52,10 +56,11 @@ class DataFile:
     Attributes
     ----------
     path : path relative to the data directory, e.g. ``"nds/DARTS_in.json"``.
-    group : ``--only`` group: ``"nb201"``, ``"nds"`` or ``"images"``.
+    group : ``--only`` group: ``"nb201"``, ``"nds"``, ``"images"`` or ``"naslib"``.
     family : heading it is listed under by ``eznas data check``.
     kind : structure check: ``"nb201"`` (CSV), ``"nds"`` (sweep list), ``"reruns"`` (top/mid
-        dict) or ``"npz"`` (image sample).
+        dict), ``"npz"`` (image sample) or ``"naslib"`` (NAS-Bench-Suite-Zero JSON; always
+        verified by its recorded sha256).
     required : needed by the default experiment (``experiments/default.toml``).
     url : public source of a directly downloaded file, else None.
     archive : name of the archive it comes from, else None.
@@ -95,6 +100,7 @@ F_NDS_IN_MORE = "NDS ImageNet sweeps with fixed width/depth or sampled lr/wd"
 F_NDS_RERUNS = "NDS CIFAR-10 seed reruns (seed-noise reference, not tasks)"
 F_NDS_CIFAR = "NDS CIFAR-10 sweeps (in the official data.zip)"
 F_IMAGES = "CIFAR image samples (probe inputs)"
+F_NASLIB = "NAS-Bench-101 / NAS-Bench-301 samples (NAS-Bench-Suite-Zero, via NASLib)"
 
 # name -> (bytes, full git blob id); the first 8 hex digits are those of nds/PROVENANCE.md.
 _NDS_RECORDED = {
@@ -143,6 +149,12 @@ FILES: tuple[DataFile, ...] = (
              archive="cifar-10-python.tar.gz", classes=10),
     DataFile("images/cifar100/cifar100.npz", "images", F_IMAGES, "npz", True,
              archive="cifar-100-python.tar.gz", classes=100),
+    DataFile("naslib/zc_nasbench101.json", "naslib", F_NASLIB, "naslib", False,
+             url=NASLIB_URL + "zc_nasbench101.json", size=259564,
+             sha256="c34840bc9af68b6ebaa7f052e42c1749a9a737d7243078be2a5548052bc5a0c2"),
+    DataFile("naslib/zc_nasbench301.json", "naslib", F_NASLIB, "naslib", False,
+             url=NASLIB_URL + "zc_nasbench301.json", size=240552,
+             sha256="e47e258b95f63f85a6917dfc5814f5b42f793d7ef8f9a00e66689783e43affac"),
 )
 
 IMAGENET16_NOTE = ("ImageNet16-120 images: absent; eznas has no source for them and does not read them "

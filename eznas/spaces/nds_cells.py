@@ -19,62 +19,65 @@ from eznas.errors import EznasError
 
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU, then a bias-free convolution, then BatchNorm."""
+    """ReLU, then a bias-free convolution, then BatchNorm (learnable scale/shift if ``affine``)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
 class DilConv(nn.Sequential):
     """ReLU, (dilated) depthwise convolution, pointwise convolution, BatchNorm."""
 
-    def __init__(self, c: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+    def __init__(self, c: int, kernel: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c, c, kernel, stride=stride, padding=padding, dilation=dilation,
                       groups=c, bias=False),
             nn.Conv2d(c, c, 1, bias=False),
-            nn.BatchNorm2d(c),
+            nn.BatchNorm2d(c, affine=affine),
         )
 
 
 class SepConv(nn.Sequential):
     """Two stacked depthwise-separable convolutions; only the first one strides."""
 
-    def __init__(self, c: int, kernel: int, stride: int, dilation: int = 1) -> None:
+    def __init__(self, c: int, kernel: int, stride: int, dilation: int = 1,
+                 affine: bool = True) -> None:
         padding = dilation * (kernel - 1) // 2
         super().__init__(
-            DilConv(c, kernel, stride, padding, dilation),
-            DilConv(c, kernel, 1, padding, dilation),
+            DilConv(c, kernel, stride, padding, dilation, affine),
+            DilConv(c, kernel, 1, padding, dilation, affine),
         )
 
 
 class FactorizedConv(nn.Sequential):
     """ReLU, a 1xk then a kx1 convolution, BatchNorm (``conv_kx1_1xk``)."""
 
-    def __init__(self, c: int, kernel: int, stride: int) -> None:
+    def __init__(self, c: int, kernel: int, stride: int, affine: bool = True) -> None:
         pad = kernel // 2
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c, c, (1, kernel), stride=(1, stride), padding=(0, pad), bias=False),
             nn.Conv2d(c, c, (kernel, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
-            nn.BatchNorm2d(c),
+            nn.BatchNorm2d(c, affine=affine),
         )
 
 
 class FactorizedReduce(nn.Module):
     """Halve the resolution with two offset stride-2 1x1 convolutions, concatenated."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate the even-offset and odd-offset subsamplings."""
@@ -96,38 +99,45 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
-def _max_pool(kernel: int) -> Callable[[int, int], nn.Module]:
+def _max_pool(kernel: int) -> Callable[[int, int, bool], nn.Module]:
     """Constructor of a "same"-padded ``kernel`` x ``kernel`` max-pool op."""
-    return lambda c, stride: nn.MaxPool2d(kernel, stride=stride, padding=kernel // 2)
+    return lambda c, stride, affine: nn.MaxPool2d(kernel, stride=stride, padding=kernel // 2)
 
 
-# Op name -> constructor ``(channels, stride) -> module``; every op of the NDS cell files.
-OPS: dict[str, Callable[[int, int], nn.Module]] = {
-    "none": lambda c, stride: Zero(stride),
-    "skip_connect": lambda c, stride: nn.Identity() if stride == 1 else FactorizedReduce(c, c),
-    "avg_pool_3x3": lambda c, stride: nn.AvgPool2d(3, stride=stride, padding=1,
-                                                   count_include_pad=False),
+# Op name -> constructor ``(channels, stride, affine) -> module``; every op of the NDS cell
+# files. ``affine`` says whether the op's BatchNorms learn a scale and shift.
+OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "none": lambda c, stride, affine: Zero(stride),
+    "skip_connect": lambda c, stride, affine: (nn.Identity() if stride == 1
+                                               else FactorizedReduce(c, c, affine)),
+    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1,
+                                                           count_include_pad=False),
     "max_pool_3x3": _max_pool(3),
     "max_pool_5x5": _max_pool(5),
     "max_pool_7x7": _max_pool(7),
-    "sep_conv_3x3": lambda c, stride: SepConv(c, 3, stride),
-    "sep_conv_5x5": lambda c, stride: SepConv(c, 5, stride),
-    "sep_conv_7x7": lambda c, stride: SepConv(c, 7, stride),
-    "dil_conv_3x3": lambda c, stride: DilConv(c, 3, stride, 2, 2),
-    "dil_conv_5x5": lambda c, stride: DilConv(c, 5, stride, 4, 2),
-    "dil_sep_conv_3x3": lambda c, stride: SepConv(c, 3, stride, dilation=2),
-    "conv_1x1": lambda c, stride: ReLUConvBN(c, c, 1, stride, 0),
-    "conv_3x3": lambda c, stride: ReLUConvBN(c, c, 3, stride, 1),
-    "conv_3x1_1x3": lambda c, stride: FactorizedConv(c, 3, stride),
-    "conv_7x1_1x7": lambda c, stride: FactorizedConv(c, 7, stride),
+    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, 3, stride, affine=affine),
+    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, 5, stride, affine=affine),
+    "sep_conv_7x7": lambda c, stride, affine: SepConv(c, 7, stride, affine=affine),
+    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, 5, stride, 4, 2, affine),
+    "dil_sep_conv_3x3": lambda c, stride, affine: SepConv(c, 3, stride, 2, affine),
+    "conv_1x1": lambda c, stride, affine: ReLUConvBN(c, c, 1, stride, 0, affine),
+    "conv_3x3": lambda c, stride, affine: ReLUConvBN(c, c, 3, stride, 1, affine),
+    "conv_3x1_1x3": lambda c, stride, affine: FactorizedConv(c, 3, stride, affine),
+    "conv_7x1_1x7": lambda c, stride, affine: FactorizedConv(c, 7, stride, affine),
 }
 
 
 class Cell(nn.Module):
-    """A normal or reduction cell: preprocess two inputs, build the nodes, concatenate."""
+    """A normal or reduction cell: preprocess two inputs, build the nodes, concatenate.
+
+    ``op_affine`` applies to the BatchNorms inside the node ops; the preprocessing ones always
+    learn a scale and shift.
+    """
 
     def __init__(self, ops: Sequence[tuple[str, int]], concat: Sequence[int], c_pp: int,
-                 c_p: int, c: int, reduction: bool, reduction_prev: bool) -> None:
+                 c_p: int, c: int, reduction: bool, reduction_prev: bool,
+                 op_affine: bool = True) -> None:
         super().__init__()
         if reduction_prev:
             self.preprocess0: nn.Module = FactorizedReduce(c_pp, c)
@@ -137,7 +147,7 @@ class Cell(nn.Module):
         self.indices = [index for _, index in ops]
         self.concat = list(concat)
         self.ops = nn.ModuleList(
-            OPS[name](c, 2 if reduction and index < 2 else 1) for name, index in ops
+            OPS[name](c, 2 if reduction and index < 2 else 1, op_affine) for name, index in ops
         )
 
     @property
@@ -185,7 +195,7 @@ class NetworkCell(nn.Module):
     """A stack of ``depth`` cells with reductions at ``depth // 3`` and ``2 * depth // 3``."""
 
     def __init__(self, genotype: dict, width: int, depth: int, imagenet: bool,
-                 num_classes: int) -> None:
+                 num_classes: int, op_affine: bool = True) -> None:
         super().__init__()
         self.imagenet = imagenet
         if imagenet:
@@ -201,7 +211,7 @@ class NetworkCell(nn.Module):
             c = 2 * c if reduction else c
             kind = "reduce" if reduction else "normal"
             cell = Cell(genotype[kind], genotype[f"{kind}_concat"], c_pp, c_p, c,
-                        reduction, reduction_prev)
+                        reduction, reduction_prev, op_affine)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, cell.multiplier * c
@@ -250,7 +260,7 @@ def _check_genotype(genotype: object, where: str) -> None:
 
 
 def build_cell_network(net: dict, imagenet: bool, num_classes: int,
-                       where: str = "NDS net") -> NetworkCell:
+                       where: str = "NDS net", op_affine: bool = True) -> NetworkCell:
     """Build a cell-space network from an NDS ``net`` dict.
 
     Parameters
@@ -260,6 +270,8 @@ def build_cell_network(net: dict, imagenet: bool, num_classes: int,
     imagenet : ImageNet layout (stride-8 stem) if true, else the CIFAR layout.
     num_classes : classifier width.
     where : names the entry in error messages (e.g. ``"DARTS_in.json entry 3"``).
+    op_affine : whether the BatchNorms inside the node ops learn a scale and shift (NDS: yes;
+        `eznas.spaces.nb301` builds them without, as the NB301 sample counts parameters).
 
     Returns
     -------
@@ -272,4 +284,5 @@ def build_cell_network(net: dict, imagenet: bool, num_classes: int,
         if type(value) is not int or value < (2 if key == "width" else 1):
             raise EznasError(f"{where}: {key!r} must be a positive integer"
                              f"{' >= 2' if key == 'width' else ''}, got {value!r}")
-    return NetworkCell(net["genotype"], net["width"], net["depth"], imagenet, num_classes)
+    return NetworkCell(net["genotype"], net["width"], net["depth"], imagenet, num_classes,
+                       op_affine)

@@ -1,0 +1,39 @@
+"""The table scripts of ``experiments/`` run from any directory and write their tables (tiny samples)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, needs_data, run_cli
+
+pytestmark = [needs_data, pytest.mark.slow]
+
+
+def _script(name: str, *args: str, cwd: Path):
+    result = run_cli(*args, cwd=cwd, entry=(str(REPO / "experiments" / name),))
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_heldout_script_scores_the_runs_unseen_networks(tmp_path: Path) -> None:
+    record = REPO / "results" / "proxies" / "eznas_best.json"
+    _script("heldout.py", "--run", str(record), "--baselines", "params,flops", "--tasks", "nb201:cifar10",
+            "--n", "6", "--out", str(tmp_path / "out" / "ho"), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    rows = list(csv.DictReader((tmp_path / "out" / "ho.csv").open()))
+    assert [(r["proxy"], r["networks"]) for r in rows] == [("params", "6"), ("flops", "6")]
+    md = (tmp_path / "out" / "ho.md").read_text()
+    assert md.startswith("# Held-out evaluation") and "python experiments/heldout.py --run" in md
+    assert (tmp_path / "out" / "fitness.png").stat().st_size > 0
+
+
+def test_search_script_summarises_seeds(tmp_path: Path) -> None:
+    _script("search.py", "--proxies", "params", "--budget", "5", "--seeds", "2", "--strategies", "random",
+            "--tasks", "nb201:cifar10", "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "cache"),
+            cwd=tmp_path)
+    (summary,) = csv.DictReader((tmp_path / "s.csv").open())
+    runs = list(csv.DictReader((tmp_path / "s_runs.csv").open()))
+    assert summary["seeds"] == "2" and [r["seed"] for r in runs] == ["0", "1"]
+    assert float(summary["mean_accuracy"]) == pytest.approx(sum(float(r["accuracy"]) for r in runs) / 2)
