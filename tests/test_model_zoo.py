@@ -85,3 +85,21 @@ def test_every_statistic_is_finite(name: str) -> None:
     for key, value in stats.layers.items():
         assert value.isfinite().all(), key
     assert all(math.isfinite(v) for v in stats.net.values()), stats.net
+
+
+def test_score_zoo_and_its_report() -> None:
+    from eznas import proxies
+    from eznas.tables.zoo import zoo_report
+
+    models = [m for m in zoo.ZOO if m.name in ("resnet18", "resnet50", "resnext50_32x4d", "regnetx_002")]
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    scorers = {"size": lambda net, x, y: float(sum(p.numel() for p in net.parameters())),
+               "broken": lambda net, x, y: 1 / 0, "params": proxies.get("params")}
+    run = zoo.score_zoo(scorers, x, y, models, repeats=1, log=lambda line: None)
+    size, broken, params = run.evaluations
+    assert size.scores.tolist() == params.scores.tolist() == run.params.tolist()
+    assert broken.failed == 4 and "ZeroDivisionError" in broken.errors[0]
+    assert (run.fwd_bwd > 0).all() and (run.macs > 0).all()
+    text = zoo_report(run, "size", "# setup")
+    assert "| proxy | all 4 | ResNet (3) | failed |" in text and "| `size` | " in text
+    assert "(one `size` call) / (one forward+backward)" in text and "## Failures" in text
