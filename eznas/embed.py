@@ -121,6 +121,18 @@ def primitive_code(names: Iterable[str]) -> tuple[list[str], list[str]]:
     return _imports_first(tree.body)
 
 
+def _merged(lines: list[str]) -> list[str]:
+    """Import lines without repeats, the names imported from one module on one line."""
+    plain, names = [], {}
+    for line in dict.fromkeys(lines):
+        if line.startswith("from "):
+            module, _, imported = line[5:].partition(" import ")
+            names.setdefault(module, []).append(imported)
+        else:
+            plain.append(line)
+    return plain + [f"from {module} import {', '.join(sorted(found))}" for module, found in names.items()]
+
+
 def _defined(blocks: list[str]) -> set[str]:
     return {name for block in blocks for node in ast.parse(block).body for name, _ in _bound_names(node)}
 
@@ -139,7 +151,7 @@ def embedded_code(wanted: Iterable[str], primitive_names: Iterable[str], extra_i
     clashes = _defined(probe_blocks) & _defined(prim_blocks)
     if clashes:
         raise ValueError(f"eznas.probe and the primitives both define {sorted(clashes)}; rename one of them")
-    imports = list(dict.fromkeys([*extra_imports, *probe_imports, *prim_imports]))
+    imports = _merged([*extra_imports, *probe_imports, *prim_imports])
     standard = sorted(line for line in imports if not line.split()[1].startswith("torch"))
     torch_lines = sorted(line for line in imports if line.split()[1].startswith("torch"))
     return "\n\n".join(["\n".join(standard) + "\n\n" + "\n".join(torch_lines), *probe_blocks, *prim_blocks])
