@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"real CIFAR-10 images (`inputs.batch('nb201:cifar10', {args.batch}, seed=0)` resized to "
              f"{args.resolution}x{args.resolution}; labels 0-9 taken as ImageNet classes). Accuracy: the published "
              f"ImageNet-1k top-1 of the named pretrained tag, from {zoo.RESULTS_SOURCE} (weights trained on "
-             f"ImageNet-1k only; they are never loaded). `az_nas` is rank-aggregated over the zoo. Seconds: best of "
-             f"{args.repeats} wall-clock calls, {args.threads} torch thread(s) on a shared 2-core machine "
+             f"ImageNet-1k only; they are never loaded). `az_nas` is rank-aggregated over the zoo. Seconds of the proxy file and of the forward+backward: best of "
+             f"{args.repeats} wall-clock calls (a baseline: one call), {args.threads} torch thread(s) on a shared 2-core machine "
              f"({zoo.machine()}); the whole run took {(time.perf_counter() - start) / 60:.0f} min.")
     write_atomic(Path(args.out), zoo_report(run, path.name, setup), fix="choose another --out")
     print(f"wrote {args.out}")

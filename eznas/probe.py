@@ -239,14 +239,13 @@ def kept_nodes(count: int, max_layers: int | None) -> list[int]:
 def _unit_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre the rows of ``x`` [..., M, D] (float32) and return them with 1/norm per row.
 
-    A row whose centred norm is below 1e-12 * (1 + max |centred x|) counts as constant: its
-    factor is 0 (it correlates 0 with every other row).
+    A row whose centred norm is at most 1e-12 * (1 + the largest centred row norm of its matrix)
+    counts as constant: its factor is 0 (it correlates 0 with every other row).
     """
     x = x.float()
     x = x - x.mean(dim=-1, keepdim=True)
     norm = torch.linalg.vector_norm(x, dim=-1)
-    floor = x.abs().amax(dim=(-2, -1)).add_(1.0).mul_(1e-12)
-    live = norm > floor.unsqueeze(-1)
+    live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm))
 
 

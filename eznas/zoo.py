@@ -207,8 +207,9 @@ def score_zoo(scorers: Mapping[str, Callable[..., Any]], x: torch.Tensor, y: tor
 
     ``scorers`` maps a label to ``f(net, x, y)`` returning a float or, for a set-level baseline
     (one with ``score_set``), a dict of components combined over the whole zoo. A proxy that
-    raises or returns a non-finite value scores NaN on that model. Each proxy and the
-    forward+backward are timed as the best of ``repeats`` calls.
+    raises or returns a non-finite value scores NaN on that model. The first proxy (whose cost
+    the report gives) and the forward+backward are timed as the best of ``repeats`` calls, the
+    others by one call.
     """
     from eznas import proxies
 
@@ -223,9 +224,9 @@ def score_zoo(scorers: Mapping[str, Callable[..., Any]], x: torch.Tensor, y: tor
         params.append(sum(p.numel() for p in net.parameters()))
         flops.append(count_macs(net, x, y))
         fwd_bwd.append(_best_seconds(lambda: forward_backward(net, x, y), repeats)[1])
-        for label, scorer in scorers.items():
+        for position, (label, scorer) in enumerate(scorers.items()):
             try:
-                value, spent = _best_seconds(lambda: scorer(net, x, y), repeats)
+                value, spent = _best_seconds(lambda: scorer(net, x, y), 1 if position else repeats)
             except Exception as e:  # a proxy failing on one model is recorded, not fatal
                 value, spent = math.nan, math.nan
                 errors[label].setdefault(type(e).__name__, f"{model.name}: {type(e).__name__}: {' '.join(str(e).split())}")

@@ -71,8 +71,7 @@ def _unit_rows(x):
     x = x.float()
     x = x - x.mean(dim=-1, keepdim=True)
     norm = torch.linalg.vector_norm(x, dim=-1)
-    floor = x.abs().amax(dim=(-2, -1)).add_(1.0).mul_(1e-12)
-    live = norm > floor.unsqueeze(-1)
+    live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
 
 def sign_kernel(x):
