@@ -110,7 +110,6 @@ NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_sn
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 SIZE_STATS = frozenset({"log_numel", "log_fan_in", "log_fan_out", "depth", "log_params", "log_flops", "log_layers"})
 GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
-HESSIAN_STATS = frozenset({"H", "log_h_trace"})
 LOSSES = ("ce", "logit_sum")
 INPUT_KINDS = ("real", "noise")
 SUBSAMPLE_SEED = 0  # seed of the kept rows/columns, of the Rademacher probes and of the classifier
@@ -602,7 +601,6 @@ class _Measure:
 
     def __init__(self, settings: Any, wanted: frozenset[str]) -> None:
         self.settings = settings
-        self.wanted = wanted
         self.values: dict[int, Any] = {}
 
     def on_output(self, index: int, out: torch.Tensor, flat: torch.Tensor) -> None:

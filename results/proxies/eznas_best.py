@@ -297,7 +297,6 @@ class _Measure:
 
     def __init__(self, settings, wanted):
         self.settings = settings
-        self.wanted = wanted
         self.values = {}
 
     def on_output(self, index, out, flat):
