@@ -31,7 +31,8 @@ def zoo_report(run: ZooRun, cost_proxy: str, setup: str) -> str:
         cells += [format_number(_subset(e, masks[f]).kendall_tau, 3) for f in fams]
         lines.append("| " + " | ".join(cells + [str(e.failed)]) + " |")
     mean_within = {e.proxy: float(np.nanmean([_subset(e, masks[f]).kendall_tau for f in fams])) for e in rows}
-    lines += ["", "Mean within-family tau: " + ", ".join(
+    lines += ["", "Each tau is over the models with a finite score (`failed` counts the others; a family column "
+              "shows – when fewer than two of its models have one).", "", "Mean within-family tau: " + ", ".join(
         f"`{p}` {format_number(v, 3)}" for p, v in sorted(mean_within.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-2.0))) + "."]
     cost = next(e for e in run.evaluations if e.proxy == cost_proxy)
     ratio = cost.seconds / run.fwd_bwd
