@@ -14,7 +14,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps xautodl==1.0.0 alethiometer==1.1.2 nasbench-pytorch==1.3.1
+	$(BIN)/pip install -q --no-deps xautodl==1.0.0 alethiometer==1.1.2 nasbench-pytorch==1.3.1 timm==1.0.31
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,16 +1,15 @@
 """Export: a program -> one standalone Python file (the torch target), and ``eznas export`` (`export_run`).
 
 The file imports only torch, math and the standard library and defines
-``score(net, inputs, targets) -> float`` (higher = better). It embeds the probe module's
-source verbatim (so statistics are computed exactly as the engine computes them, restricted
-to those the program needs) and the source of the primitives it uses, from the emitter table
-`primitives.source_of`. Its score equals the engine's score for the same net and batch.
+``score(net, inputs, targets) -> float`` (higher = better). It embeds the engine's own code
+(`eznas.embed`): the probe's `eznas.probe.measure` with only the measures of the statistics the
+program reads, and the primitives it uses, from the emitter table `primitives.source_of`. Its
+score equals the engine's score for the same net and batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ import primitives
 from eznas import config as config_mod
 from eznas import gp as programs
 from eznas import probe as probe_module
+from eznas.embed import embedded_code
 from eznas.errors import EznasError
 from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
@@ -61,62 +61,53 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
     return lines, used, stats
 
 
-def _module_body(module: Any) -> str:
-    """A module's source without its docstring and ``from __future__`` line.
-
-    The exported file has no ``from __future__ import annotations``: its dataclasses then
-    resolve their annotations eagerly, so it also loads via ``importlib`` without being
-    registered in ``sys.modules``.
-    """
-    source = inspect.getsource(module)
-    tree_doc = inspect.getdoc(module)
-    body = source
-    if tree_doc:
-        start = source.find('"""')
-        end = source.find('"""', start + 3)
-        body = source[end + 3:]
-    return "\n".join(line for line in body.splitlines() if not line.startswith("from __future__"))
+def _info_lines(info: dict[str, Any]) -> str:
+    """One line per run-information key, its value as compact JSON."""
+    return "\n".join(f" {key}: {json.dumps(value, sort_keys=True, default=str)}" for key, value in sorted(info.items()))
 
 
 def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None) -> str:
-    """The standalone module text for program ``expr`` probed with ``settings``."""
+    """The standalone module text for program ``expr`` probed with ``settings``.
+
+    The module embeds only what ``expr`` needs (`eznas.embed.embedded_code`): the probe's
+    measures of the statistics it reads and the primitives it calls.
+    """
     tree = programs.parse(expr)
     lines, used, stats = program_code(tree)
     readable = programs.infix(tree)
-    info_text = json.dumps(info or {}, indent=1, sort_keys=True, default=str)
-    settings_args = ", ".join(f"{k}={v!r}" for k, v in settings.__dict__.items())
+    fields = ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes", "loss")
+    settings_args = ", ".join(f"{k}={getattr(settings, k)!r}" for k in fields)
     body = "\n".join(f"    {line}" for line in lines)
+    needs = sorted(stats | {"depth"})
     uses_layers = any(primitives.by_name(name).aggregator for name in used)
-    make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=stats.layers["depth"])'
+    make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])'
                    if uses_layers else "None")
+    code = embedded_code(needs, used, ["from types import SimpleNamespace"])
+    info_text = _info_lines(info or {})
     return f'''"""Zero-cost proxy evolved by eznas.
 
     score = {readable}
 
-Prefix form (eznas's own): {expr}
-
 Usage::
 
     from this_file import score
-    s = score(net, inputs, targets)   # higher = better; net is left unchanged
+    s = score(net, inputs, targets)   # higher = better; the net is left untouched
 
-Works on any torch network of Conv2d/Linear layers. Imports only torch, math and the standard
-library. Statistics are computed by the embedded eznas probe (version {probe_module.PROBE_VERSION}).
+Works on any torch network of Conv2d/Linear layers (and nn.MultiheadAttention) whose forward
+returns the logits (or a tuple ending with them, or a dict with 'logits'). Imports only torch,
+math and the standard library. The code below is eznas's probe (version {probe_module.PROBE_VERSION}),
+restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
 {info_text}
 """
 
-# ---------------------------------------------------------------- eznas probe (embedded)
-{_module_body(probe_module)}
+{code}
 
-# ---------------------------------------------------------------- primitives (embedded)
-{primitives.source_of(sorted(used))}
 
-# ---------------------------------------------------------------- the evolved program
 EXPRESSION = {expr!r}
-SETTINGS = ProbeSettings({settings_args})
-NEEDS = frozenset({sorted(stats | {"depth"})!r})
+SETTINGS = SimpleNamespace({settings_args})
+NEEDS = frozenset({needs!r})
 
 
 def _program(t, layers, n_layers):
@@ -127,10 +118,10 @@ def _program(t, layers, n_layers):
 
 def score(net, inputs, targets) -> float:
     """The proxy's score of ``net`` on the batch ``(inputs, targets)``; higher = better."""
-    stats = probe(net, inputs, targets, SETTINGS, needs=NEEDS)
-    t = dict(stats.layers)
-    t.update({{k: torch.tensor([float(v)], dtype=torch.float32) for k, v in stats.net.items()}})
-    n_layers = stats.layers["depth"].shape[0]
+    layers, scalars = measure(net, inputs, targets, SETTINGS, NEEDS)
+    t = dict(layers)
+    t.update({{k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()}})
+    n_layers = layers["depth"].shape[0]
     layers = {make_layers}
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -1,5 +1,6 @@
-"""Export contract: the standalone file imports only torch/math/stdlib, leaves the net untouched,
-and its score equals the engine's score for the same program, net and batch."""
+"""Export contract: the standalone file imports only torch/math/stdlib, embeds only the probe
+measures its program reads, leaves the net untouched (a pending backward included), and its
+score equals the engine's score for the same program, net and batch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import primitives
 from eznas import benchmarks, gp as programs, inputs
+from eznas import probe as probe_module
 from eznas.export import export_source
 from eznas.fitness import Evaluator
 from eznas.probe import ProbeSettings, probe
@@ -63,25 +66,14 @@ def _networks() -> list[tuple[str, torch.nn.Module]]:
     nets = []
     for r in benchmarks.sample("nb201:cifar10", 8, 11):
         nets.append(("nb201:cifar10", build_network("nb201:cifar10", r["arch"], seed=1)))
-    for r in benchmarks.sample("nb201:cifar100", 6, 12):
+    for r in benchmarks.sample("nb201:cifar100", 6, 12):  # xautodl's own networks return (features, logits)
         torch.manual_seed(2)
         cfg = {"name": "infer.tiny", "C": 16, "N": 5, "genotype": Structure.str2structure(r["arch"]), "num_classes": 100}
-        nets.append(("nb201:cifar100", _LogitsOnly(get_cell_based_tiny_net(cfg))))
+        nets.append(("nb201:cifar100", get_cell_based_tiny_net(cfg)))
     for task in ("nds:DARTS_in", "nds:ResNeXt-A_in", "nds:PNAS_in"):
         for r in benchmarks.sample(task, 2, 13):
             nets.append((task, build_network(task, r["arch"], seed=3)))
     return nets
-
-
-class _LogitsOnly(torch.nn.Module):
-    """xautodl networks return (features, logits)."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[1]
 
 
 def test_exported_files_import_only_torch_math_and_stdlib(exported):
@@ -113,3 +105,39 @@ def test_exported_score_equals_engine_score_on_20_networks(exported):
         after = net.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert all(p.grad is None for p in net.parameters())
+
+
+def test_the_file_embeds_only_the_measures_its_program_reads() -> None:
+    measures = {m.__name__: m for m in probe_module.MEASURES}
+    for name, measure in measures.items():
+        stat = sorted(measure.provides & _NET_TERMINALS)[:1] or sorted(measure.provides)[:1]
+        expr = _expression_reading(stat[0])
+        text = export_source(expr, SETTINGS)
+        assert f"class {name}(" in text, (name, expr)
+        assert not [other for other in measures if other != name and f"class {other}(" in text], (name, expr)
+    size_only = export_source("n_add(log_params, log_flops)", SETTINGS)
+    assert "_hutchinson" not in size_only and "MEASURES = ()" in size_only
+
+
+def test_the_exported_score_leaves_a_pending_backward_and_hooks_alone(exported) -> None:
+    net = build_network("nb201:cifar10", benchmarks.sample("nb201:cifar10", 1, 3)[0]["arch"], seed=0)
+    x, y = inputs.batch("nb201:cifar10", 8, 0)
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    fired = []
+    for m in net.modules():
+        m.register_forward_hook(lambda *a: fired.append(1))
+    _, module, _ = exported[0]
+    module.score(net, x, y)
+    assert fired == []
+    loss.backward()
+
+
+_NET_TERMINALS = {"naswot", "rcor", "log_grad_norm", "log_snip_total", "log_chan_rank_sum"}
+
+
+def _expression_reading(stat: str) -> str:
+    """A small program whose only statistic (besides depth) is ``stat``."""
+    kind = next(t.type for t in primitives.TERMINALS if t.name == stat)
+    return {primitives.WMat: f"agg_mean(w_frob({stat}))", primitives.AMat: f"agg_mean(a_frob({stat}))",
+            primitives.Gram: f"agg_mean(trace({stat}))", primitives.LScalar: f"agg_mean({stat})",
+            primitives.NScalar: f"n_neg({stat})"}[kind]

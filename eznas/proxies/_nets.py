@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eznas.probe import ProbeSettings, probe
+from eznas.probe import ProbeSettings, logits_of, probe
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -25,9 +25,10 @@ def weight_layers(net: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def logits(output: torch.Tensor | tuple | list) -> torch.Tensor:
-    """The logits [N, classes] of a forward output (the first element of a tuple output)."""
-    return output[0] if isinstance(output, (tuple, list)) else output
+def logits(output: object) -> torch.Tensor:
+    """The logits [N, classes] of a forward output, by the probe's convention (`eznas.probe.logits_of`:
+    a tensor, the last element of a tuple or list, a dict's ``"logits"`` or ``"out"`` entry)."""
+    return logits_of(output)
 
 
 def cross_entropy(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

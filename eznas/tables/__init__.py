@@ -3,7 +3,8 @@
 - `eznas.tables.evaluations`: proxies x tasks (``eznas evaluate``, the baselines and held-out
   reports), bootstrap intervals, our figures against published ones;
 - `eznas.tables.searches`: zero-shot NAS results over seeds, with the published search results;
-- `eznas.tables.runs`: a run's hall of fame and Pareto front (``eznas inspect``, ``front.csv``).
+- `eznas.tables.runs`: a run's hall of fame and Pareto front (``eznas inspect``, ``front.csv``);
+- `eznas.tables.zoo`: proxies on timm's model zoo against published ImageNet top-1, and their cost.
 
 Rendering only: the numbers come from `eznas.evaluate`, `eznas.search` and `eznas.report`, and
 files are written with `eznas.files.write_atomic`.
