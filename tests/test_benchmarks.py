@@ -58,7 +58,7 @@ def test_unknown_tasks_are_clear_errors():
                 "nb301:", "nb301:CIFAR10"):
         with pytest.raises(EznasError, match="unknown task"):
             parse_task(bad)
-    with pytest.raises(EznasError, match="'nb201', 'nds', 'nb101' or 'nb301'"):
+    with pytest.raises(EznasError, match="'nb201', 'nds', 'nb101', 'nb301' or 'user'"):
         parse_task("nb102:cifar10")
     with pytest.raises(EznasError, match="'nb101:cifar10' or 'nb301:cifar10'"):
         parse_task("cifar10")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from eznas import resident
-from eznas.backends import close_clusters
+from joblib.externals.loky import get_reusable_executor
+
+from eznas.backends import _LokyPool, close_clusters
 from eznas.resident import Missing, Resident, resolve, run_with
 
 BUILDS: list[int] = []  # per process: the length of every value built from (each test's values have their own)
@@ -60,6 +62,9 @@ def test_jobs_in_the_calling_process_share_the_value_itself(backend, n_jobs):
 def test_a_worker_process_receives_the_value_once_and_keeps_it():
     """Two loky workers; each gets the value carried once, and keeps it through later calls
     even when it holds far more memory than loky's leak guard allows (300 MB)."""
+    # a fresh two-worker executor: one kept from an earlier test may have more workers
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+    _LokyPool._started = 0
     value = np.arange(45_000_000, dtype=np.float64)  # 360 MB
     handle = Resident("big", value)
     pids: set[int] = set()
