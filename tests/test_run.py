@@ -4,8 +4,10 @@ guard against overwriting a run, PROXY resolution by text, and the import chain 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,17 @@ def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
         export_run(out, 0, tmp_path / "best.py")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
+
+
+def test_a_killed_exports_temporary_files_are_cleared_when_old(tmp_path: Path) -> None:
+    out = _checkpoint(tmp_path)
+    old, fresh = tmp_path / ".best.py.x1.tmp", tmp_path / ".best.py.x2.tmp"  # as a killed export leaves them
+    for path in (old, fresh):
+        path.write_text("partial")
+    hours_ago = time.time() - files_module.STALE_SECONDS - 60
+    os.utime(old, (hours_ago, hours_ago))
+    export_run(out, 0, tmp_path / "best.py")
+    assert not old.exists() and fresh.exists()  # a fresh one may belong to a writer still running
 
 
 def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
