@@ -57,10 +57,7 @@ def verify_file(entry: DataFile, path: Path) -> str:
         If the file cannot be read, or its size, checksum or structure is wrong.
     """
     try:
-        size = path.stat().st_size
-        if entry.size is not None and size != entry.size:
-            raise EznasError(f"{path}: {size:,} bytes, expected {entry.size:,} "
-                             f"(truncated, corrupt or another version)")
+        _check_size(path, entry.size)
         if entry.sha256 is not None:
             got = digest(path, "sha256")
             if got != entry.sha256:
@@ -87,10 +84,7 @@ def verify_archive(archive: Archive, path: Path) -> str:
         If the archive's size or md5 is wrong or a zip archive is unreadable.
     """
     try:
-        size = path.stat().st_size
-        if archive.size is not None and size != archive.size:
-            raise EznasError(f"{path}: {size:,} bytes, expected {archive.size:,} "
-                             f"(truncated, corrupt or another version)")
+        _check_size(path, archive.size)
         if archive.md5 is not None:
             got = digest(path, "md5")
             if got != archive.md5:
@@ -104,6 +98,12 @@ def verify_archive(archive: Archive, path: Path) -> str:
         raise EznasError(f"{path}: not a readable zip archive ({e})") from None
     except OSError as e:
         raise EznasError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _check_size(path: Path, expected: int | None) -> None:
+    size = path.stat().st_size
+    if expected is not None and size != expected:
+        raise EznasError(f"{path}: {size:,} bytes, expected {expected:,} (truncated, corrupt or another version)")
 
 
 def _check_entries(path: Path, entries: Any, where: str) -> int:
