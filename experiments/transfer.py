@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from eznas import config
+from eznas import config, proxies
 from eznas.errors import guarded
 from eznas.files import write_atomic
 from eznas.options import Parser, add_sample_args, command_line
 from eznas.tables.evaluations import csv_table
-from eznas.tables.transfer import transfer_report
+from eznas.tables.transfer import SIZE_BASELINES, transfer_report
 from eznas.transfer import NAMES, evolve_fold, score_fold
 
 
@@ -31,15 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="experiments/transfer.toml", help="base run config of every fold")
     parser.add_argument("--folds", default=",".join(NAMES), help=f"left-out families (default: {','.join(NAMES)})")
     parser.add_argument("--runs", default="runs/transfer", help="where the folds' run directories go")
+    parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     args = parser.parse_args(argv)
     command = command_line("transfer.py", argv)
     base = config.load(args.config, [f"run.n_jobs={args.jobs}"])
+    baselines = [b for b in args.baselines.split(",") if b]
+    if missing := [b for b in SIZE_BASELINES if b not in baselines]:
+        parser.error(f"--baselines must include {' and '.join(missing)}: the summary's margins are over them")
     folds = {}
     fix = "choose another --out prefix"
     for name in args.folds.split(","):
         record = evolve_fold(base, name, Path(args.runs), args.data_dir, args.cache_dir)
         folds[name] = (record, score_fold(record, name, args.n, args.nds_n, args.seed, args.jobs, args.data_dir,
-                                          args.cache_dir, args.scores_dir))
+                                          args.cache_dir, args.scores_dir, baselines))
         write_atomic(f"{args.out}.md", transfer_report(folds, command, args.seed, args.data_dir), fix=fix)
         write_atomic(f"{args.out}.csv", csv_table([e for _, results in folds.values() for evals in results.values()
                                                    for e in evals]), fix=fix)

@@ -3,13 +3,14 @@ the others, and is scored on the left-out family beside every baseline."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data, run_cli
-from eznas import config
+from conftest import REPO, needs_data
+from eznas import config, transfer
 from eznas.errors import EznasError
 from eznas.tasks import family
 from eznas.transfer import FAMILIES, fold_config
@@ -31,45 +32,63 @@ def test_an_unknown_family_is_a_clear_error() -> None:
         fold_config(BASE, "nb999")
 
 
+def _transfer_script():
+    """experiments/transfer.py as a module, so that a test can narrow the families it runs."""
+    spec = importlib.util.spec_from_file_location("transfer_script", REPO / "experiments" / "transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @needs_data
-@pytest.mark.slow
-def test_one_fold_end_to_end(tmp_path: Path) -> None:
+def test_one_fold_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The script's whole path on two families (the others cost minutes of probing here): the fold without
+    nds-anynet evolves on NB201 only, chooses on NB201 validation networks, and is scored on both
+    ResNeXt sweeps beside two baselines; a rerun resumes with no work."""
+    monkeypatch.setattr(transfer, "FAMILIES", tuple(f for f in transfer.FAMILIES if f.name in ("nb201", "nds-anynet")))
     tiny = tmp_path / "tiny.toml"
     tiny.write_text('''[run]
 seed = 1
-n_jobs = 2
 [tasks]
-evolve = ["nb201:cifar10"]
 pool_size = 4
 sample_size = 4
 validate_size = 3
 aggregate = "space_softmin"
 [probe]
-batch_size = 16
+batch_size = 8
 features = 16
 weight_rows = 8
 weight_cols = 8
 max_layers = 6
 [evolution]
-population = 12
+population = 8
 generations = 1
 tournament_size = 3
 elites = 2
-init_max_depth = 4
-max_depth = 6
-max_size = 20
-hall_of_fame = 4
+init_max_depth = 3
+max_depth = 5
+max_size = 12
+hall_of_fame = 3
 pool_fitness_top = 2
 ''')
-    args = ("--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "4", "--runs", str(tmp_path / "runs"),
-            "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "2")
-    r = run_cli(*args, entry=(str(REPO / "experiments" / "transfer.py"),), timeout=1800)
-    assert r.returncode == 0, r.stderr
+    args = ["--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "3", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1",
+            "--baselines", "params,flops"]
+    script = _transfer_script()
+    assert script.main(args) == 0
+    assert "fold without nds-anynet: evolving on nb201:cifar10" in capsys.readouterr().out
     md = (tmp_path / "transfer.md").read_text()
     assert "| nds-anynet |" in md and "## Without nds-anynet: nds:ResNeXt-A_in, nds:ResNeXt-B_in" in md
     record = json.loads((tmp_path / "runs" / "without-nds-anynet.json").read_text())
-    assert not {family(t) for t in record["config"]["tasks"]["evolve"]} & {"nds-anynet"}
+    assert record["config"]["tasks"]["evolve"] == ["nb201:cifar10"]
+    assert record["config"]["tasks"]["validate"] == ["nb201:cifar100"]
     rows = (tmp_path / "transfer.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 14  # two tasks x (the evolved proxy + 13 baselines)
-    r = run_cli(*args, entry=(str(REPO / "experiments" / "transfer.py"),), timeout=1800)  # a rerun resumes: no work
-    assert r.returncode == 0 and "evolving" not in r.stdout, r.stderr
+    assert len(rows) == 1 + 2 * 3  # two tasks x (the evolved proxy, params, flops)
+    assert script.main(args) == 0  # a rerun resumes: no evolution
+    assert "evolving" not in capsys.readouterr().out
+
+
+def test_baselines_without_the_size_references_are_refused(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        _transfer_script().main(["--baselines", "synflow,flops"])
+    assert info.value.code == 2 and "--baselines must include params" in capsys.readouterr().err
