@@ -68,7 +68,7 @@ def test_write_atomic_into_a_file_path_is_a_one_line_error(tmp_path: Path) -> No
 
 def test_export_writes_the_proxy_and_its_record(tmp_path: Path) -> None:
     out = _checkpoint(tmp_path)
-    target, record, infix = export_run(out, 0, tmp_path / "proxies" / "best.py")
+    target, record, infix = export_run(out, 0, tmp_path / "proxies" / "best.py", formulas=False)
     assert target.read_text().startswith('"""Zero-cost proxy evolved by eznas.')
     assert json.loads(record.read_text())["expression"] == EXPR and infix == "(log_params + log_flops)"
 
@@ -121,7 +121,7 @@ def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(files_module, "_stage", fail_on_record)
     with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
-        export_run(out, 0, tmp_path / "best.py")
+        export_run(out, 0, tmp_path / "best.py", formulas=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
 
 
@@ -134,7 +134,7 @@ def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.Capture
     from eznas.cli import main
 
     assert main(["inspect", str(out), "--no-heldout", "--raw"]) == 0
-    assert main(["export", str(out), "-o", str(tmp_path / "p.py")]) == 0
+    assert main(["export", str(out), "-o", str(tmp_path / "p.py"), "--raw"]) == 0
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "(log_params + log_flops)" in printed
     assert "\x1b" not in (tmp_path / "p.py").read_text() + (tmp_path / "p.json").read_text()
