@@ -1,4 +1,5 @@
-"""``eznas inspect``: a run's hall of fame and Pareto front with held-out taus, and its fitness plot.
+"""``eznas inspect``: a run's hall of fame and Pareto front with held-out taus, and its fitness plot; with
+``--summary`` (`summary`), only the chosen program beside baselines on the held-out networks.
 
 Policies choose the row marked ``>>>>`` (PySR style):
 
