@@ -23,7 +23,7 @@ install: $(STAMP)
 # networks (policy validation), then its held-out tau beside the baselines (README, "The demo").
 demo: $(STAMP)
 	$(BIN)/eznas evolve experiments/demo.toml --out runs/demo --force
-	$(BIN)/eznas export runs/demo --policy validation -o runs/demo/proxy.py
+	$(BIN)/eznas export runs/demo --policy validation -o runs/demo_proxy.py
 	$(BIN)/eznas inspect runs/demo --policy validation --summary
 
 test: $(STAMP)

@@ -46,6 +46,15 @@ def test_checkpoint_round_trip_and_logbook(tmp_path: Path) -> None:
     assert run_dir.read_run(out).pools == {"nb201:cifar10": [1, 2]}
 
 
+def test_starting_a_run_over_drops_the_old_runs_held_out_cache(tmp_path: Path) -> None:
+    out = _checkpoint(tmp_path)
+    run_dir.write_heldout(out, {EXPR: {"nb201:cifar100": 0.5}})
+    run_dir.prepare(out, resume=True, force=False)
+    assert run_dir.read_heldout(out)
+    run_dir.prepare(out, resume=False, force=True)
+    assert run_dir.read_heldout(out) == {} and (out / run_dir.CHECKPOINT).exists()
+
+
 def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_atomic(tmp_path / "deep" / "table.md", "old\n")
     assert path.read_text() == "old\n"
