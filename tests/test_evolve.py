@@ -162,16 +162,16 @@ def test_inspect_prints_tables_and_writes_plot(workspace, finished_run):
 
 
 def test_summary_sets_the_chosen_program_beside_the_baselines_on_held_out_networks(workspace, finished_run):
-    r = run_cli("inspect", str(finished_run), "--summary", "--cache-dir", str(workspace["cache"]))
-    assert r.returncode == 0, r.stderr
+    from eznas.cli import main
+    from eznas.report import summary
+
+    text = summary(finished_run, "accuracy", cache_dir=str(workspace["cache"]))
     held = json.loads((finished_run / "heldout.json").read_text())
     best = _checkpoint(finished_run)["hall_of_fame"][0]["expr"]
-    line = next(line for line in r.stdout.splitlines() if line.startswith("nb201:cifar100"))
+    line = next(line for line in text.splitlines() if line.startswith("nb201:cifar100"))
     want = [held[e]["nb201:cifar100"] for e in (best, "log_params", "log_flops", "log_snip_total", "naswot")]
     assert [float(x) for x in line.split()[2:]] == pytest.approx(want, abs=5e-5)
-    assert "policy 'accuracy'" in r.stdout and "score = " in r.stdout and "fitness.png" in r.stdout
-    from eznas.cli import main
-
+    assert "policy 'accuracy'" in text and "score = " in text and "fitness.png" in text
     assert main(["inspect", str(finished_run), "--summary", "--raw"]) == 2  # before any work
 
 
