@@ -14,7 +14,7 @@ import json
 import os
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deap import gp
 
@@ -28,6 +28,9 @@ from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
 from eznas.run import CHECKPOINT, read_checkpoint, run_record
+
+if TYPE_CHECKING:
+    from eznas.simplify import Simplified
 
 
 def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]:
@@ -67,7 +70,7 @@ def _info_lines(info: dict[str, Any]) -> str:
     return "\n".join(f" {key}: {json.dumps(value, sort_keys=True, default=str)}" for key, value in sorted(info.items()))
 
 
-def _formula_lines(tree: gp.PrimitiveTree, formula: Any | None) -> str:
+def _formula_lines(tree: gp.PrimitiveTree, formula: Simplified | None) -> str:
     """The docstring's statement of the score: the simplified formula (`eznas.simplify.Simplified`) and
     the program as evolved, or the program alone."""
     evolved = programs.infix(tree)
@@ -79,14 +82,14 @@ def _formula_lines(tree: gp.PrimitiveTree, formula: Any | None) -> str:
     return f"    score = {formula.text}\n\n{note}\n\n    {evolved}"
 
 
-def formula_record(formula: Any) -> dict[str, Any]:
+def _formula_record(formula: Simplified) -> dict[str, Any]:
     """The ``formula`` entry of an exported record: text, LaTeX and how it was checked."""
     check = "as evolved" if not formula.simplified else "exact" if formula.exact else "pool-verified"
     return {"text": formula.text, "latex": formula.latex, "check": check}
 
 
 def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None,
-                  formula: Any | None = None) -> str:
+                  formula: Simplified | None = None) -> str:
     """The standalone module text for program ``expr`` probed with ``settings``.
 
     The module embeds only what ``expr`` needs (`eznas.embed.embedded_code`): the probe's
@@ -155,8 +158,9 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, for
 
     ``formulas``: state the program's simplest form verified on the run's pools, as ``eznas inspect``
     shows it (`eznas.report.readable_forms`), in the docstring and as the record's ``formula``.
-    Returns the two paths and the formula (else the program's infix form). Refuses (`EznasError`) an output that is
-    not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the run's own files.
+    Returns the two paths and the formula (else the program's infix form). Refuses (`EznasError`)
+    an output that is not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the
+    run's own files.
     """
     out = Path(run)
     ckpt = read_checkpoint(out)
@@ -180,7 +184,7 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, for
         from eznas.report import readable_forms  # sympy and the pool statistics: only when asked for
 
         formula = readable_forms(out, [row["expr"]], data_dir, cache_dir)[row["expr"]]
-    doc = run_record(ckpt, rank, str(out)) | ({"formula": formula_record(formula)} if formula else {})
+    doc = run_record(ckpt, rank, str(out)) | ({"formula": _formula_record(formula)} if formula else {})
     for path in (target, record):
         remove_stale(path.parent, f".{path.name}.*.tmp")  # left by an export that was killed
     write_together([(target, export_source(row["expr"], cfg.probe, info, formula)),

@@ -122,8 +122,8 @@ def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy",
     note = "".join(f"\n'{name}': mean tau over {', '.join(tasks)} (heldout.json)" for name, tasks in
                    (("valid", cfg.tasks.validate), ("heldout", cfg.tasks.heldout)) if tasks and unseen)
     if forms:
-        note += ("\nformulas: '=' simplified exactly, '~' simplified with facts true on every pool network, "
-                 "'.' as evolved; each scores as its program on every pool network (--raw shows the programs)")
+        note += ("\nformulas: " + ", ".join(f"'{mark}' {meaning}" for mark, meaning in _MARKS.items())
+                 + "; each scores as its program on every pool network (--raw shows the programs)")
     parts = [f"run {out}: generation {done} of {cfg.evolution.generations}, "
              f"{len(ckpt['scored'])} programs scored on the whole pool, {ckpt['elapsed'] / 60:.1f} min",
              f"\nHall of fame (policy '{policy}' marks >>>>):",
@@ -193,7 +193,7 @@ _MARKS = {"=": "simplified exactly", "~": "simplified with facts true on every p
 
 
 def _mark(form: Any) -> str:
-    """'=' simplified exactly, '~' with facts true on every pool network, '.' as evolved."""
+    """How a formula (`eznas.simplify.Simplified`) was checked, as one of the `_MARKS`."""
     return "." if not form.simplified else "=" if form.exact else "~"
 
 
