@@ -227,7 +227,8 @@ def test_seed_from_opens_the_initial_population(workspace, finished_run, tmp_pat
     """evolution.seed_from: an exported proxy's expression, then the seed run's hall of fame (its
     repeat dropped), in order, start generation 0, and the random initialisation fills the rest;
     on the same pools the seeds score as in the seed run."""
-    assert run_cli("export", str(finished_run), "--rank", "1", "-o", str(tmp_path / "second.py"), "--raw").returncode == 0
+    r = run_cli("export", str(finished_run), "--rank", "1", "-o", str(tmp_path / "second.py"), "--raw")
+    assert r.returncode == 0
     out = workspace["root"] / "seeded"
     r = _evolve(workspace, "tiny3", out, "--set", f'evolution.seed_from=["{tmp_path / "second.json"}", "{finished_run}"]',
                 "--set", "evolution.generations=0")

@@ -156,7 +156,8 @@ def test_re_exporting_the_published_proxy_with_its_formula_keeps_its_code_and_sc
     formula = simplify(record["expression"])
     text = export_source(record["expression"], ProbeSettings(**record["config"]["probe"]), {}, formula)
     head = text[:text.index('"""', 3)]
-    assert head.index(f"    score = {formula.text}\n") < head.index(programs.infix(programs.parse(record["expression"])))
+    evolved = programs.infix(programs.parse(record["expression"]))
+    assert head.index(f"    score = {formula.text}\n") < head.index(evolved)
     assert "by exact identities" in head
     old = published.read_text()
     assert text[text.index('"""', 3):] == old[old.index('"""', 3):]

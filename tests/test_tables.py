@@ -100,7 +100,8 @@ def test_inspect_table_marks_the_chosen_row_and_front_csv_has_unseen_columns() -
 
 
 def test_versus_table_has_one_row_per_task_and_their_mean() -> None:
-    taus = {"nb201:cifar100": {"evolved": 0.75, "params": 0.5}, "nb201:ImageNet16-120": {"evolved": 0.25, "params": 0.5}}
+    taus = {"nb201:cifar100": {"evolved": 0.75, "params": 0.5},
+            "nb201:ImageNet16-120": {"evolved": 0.25, "params": 0.5}}
     lines = versus_table(taus, {"nb201:cifar100": 100, "nb201:ImageNet16-120": 60}).splitlines()
     assert lines[0].split() == ["task", "nets", "evolved", "params"]
     assert lines[1].split() == ["nb201:cifar100", "100", "0.7500", "0.5000"]
