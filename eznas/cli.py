@@ -224,6 +224,8 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-heldout", action="store_true", help="skip held-out taus (they need held-out statistics)")
     p.add_argument("--raw", action="store_true", help="show the programs as evolved, not simplified (no sympy, no pool)")
     p.add_argument("--latex", action="store_true", help="also print each hall-of-fame formula as LaTeX")
+    p.add_argument("--summary", action="store_true", help="print only the program --policy picks, as a formula, with "
+                                                          "its held-out tau beside params, FLOPs, snip and naswot")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
@@ -235,8 +237,13 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
                         "pool fitness; 'validation' = smallest program within 0.01 of the highest mean tau on the "
                         "validation tasks (tasks.validate), the published proxy's policy.")
 def _inspect(args: argparse.Namespace) -> int:
-    from eznas.report import inspect_run
+    from eznas.report import inspect_run, summary
 
+    if args.summary:
+        if args.no_heldout or args.raw or args.latex:
+            raise EznasError("--summary shows held-out taus and a verified formula: drop --no-heldout, --raw, --latex")
+        print(summary(args.run, args.policy, args.data_dir, args.cache_dir))
+        return 0
     print(inspect_run(args.run, top=args.top, policy=args.policy, heldout=not args.no_heldout,
                       data_dir=args.data_dir, cache_dir=args.cache_dir, formulas=not args.raw, latex=args.latex))
     return 0
@@ -250,6 +257,8 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank to export (default 0, the best)")
     g.add_argument("--policy", choices=POLICIES, help="export the row this policy picks (see 'eznas inspect --help')")
     p.add_argument("-o", "--output", required=True, help="output .py file (its .json record is written beside it)")
+    p.add_argument("--raw", action="store_true", help="state the program as evolved, not its simplified formula "
+                                                      "(no sympy, no pool statistics)")
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
@@ -260,8 +269,8 @@ def _export(args: argparse.Namespace) -> int:
     from eznas.report import chosen_rank
 
     rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
-    target, record, infix = export_run(args.run, rank, args.output)
-    print(f"wrote {target} and {record.name}: score = {infix}")
+    target, record, formula = export_run(args.run, rank, args.output, not args.raw, args.data_dir, args.cache_dir)
+    print(f"wrote {target} and {record.name}: score = {formula}")
     return 0
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deap import gp
 
@@ -27,6 +28,9 @@ from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
 from eznas.run import CHECKPOINT, read_checkpoint, run_record
+
+if TYPE_CHECKING:
+    from eznas.simplify import Simplified
 
 
 def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]:
@@ -66,15 +70,34 @@ def _info_lines(info: dict[str, Any]) -> str:
     return "\n".join(f" {key}: {json.dumps(value, sort_keys=True, default=str)}" for key, value in sorted(info.items()))
 
 
-def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None) -> str:
+def _formula_lines(tree: gp.PrimitiveTree, formula: Simplified | None) -> str:
+    """The docstring's statement of the score: the simplified formula (`eznas.simplify.Simplified`) and
+    the program as evolved, or the program alone."""
+    evolved = programs.infix(tree)
+    if formula is None or not formula.simplified:
+        return f"    score = {evolved}"
+    how = ("by exact identities" if formula.exact else
+           "with facts true on every network of the run's pools (on which both give the same scores)")
+    note = textwrap.fill(f"Simplified {how} from the program as evolved, which the code below computes:", 100)
+    return f"    score = {formula.text}\n\n{note}\n\n    {evolved}"
+
+
+def _formula_record(formula: Simplified) -> dict[str, Any]:
+    """The ``formula`` entry of an exported record: text, LaTeX and how it was checked."""
+    check = "as evolved" if not formula.simplified else "exact" if formula.exact else "pool-verified"
+    return {"text": formula.text, "latex": formula.latex, "check": check}
+
+
+def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None,
+                  formula: Simplified | None = None) -> str:
     """The standalone module text for program ``expr`` probed with ``settings``.
 
     The module embeds only what ``expr`` needs (`eznas.embed.embedded_code`): the probe's
-    measures of the statistics it reads and the primitives it calls.
+    measures of the statistics it reads and the primitives it calls. ``formula`` (the program's
+    `eznas.simplify.Simplified` form) heads the docstring when given.
     """
     tree = programs.parse(expr)
     lines, used, stats = program_code(tree)
-    readable = programs.infix(tree)
     fields = ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes", "loss")
     settings_args = ", ".join(f"{k}={getattr(settings, k)!r}" for k in fields)
     body = "\n".join(f"    {line}" for line in lines)
@@ -86,7 +109,7 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     info_text = _info_lines(info or {})
     return f'''"""Zero-cost proxy evolved by eznas.
 
-    score = {readable}
+{_formula_lines(tree, formula)}
 
 Usage::
 
@@ -128,12 +151,16 @@ def score(net, inputs, targets) -> float:
 '''
 
 
-def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike) -> tuple[Path, Path, str]:
+def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, formulas: bool = True,
+               data_dir: str | None = None, cache_dir: str | None = None) -> tuple[Path, Path, str]:
     """``eznas export``: write hall-of-fame row ``rank`` of run directory ``run`` as the proxy file
     ``output`` (``.py``) and its record beside it (``.json``, `eznas.run.run_record`).
 
-    Returns the two paths and the program's infix form. Refuses (`EznasError`) an output that is
-    not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the run's own files.
+    ``formulas``: state the program's simplest form verified on the run's pools, as ``eznas inspect``
+    shows it (`eznas.report.readable_forms`), in the docstring and as the record's ``formula``.
+    Returns the two paths and the formula (else the program's infix form). Refuses (`EznasError`)
+    an output that is not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the
+    run's own files.
     """
     out = Path(run)
     ckpt = read_checkpoint(out)
@@ -152,8 +179,14 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike) -> 
     cfg = config_mod.from_dict(ckpt["config"], source=str(out / CHECKPOINT))
     info = {"run": str(out), "rank": rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
             "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": dataclasses.asdict(cfg.probe)}
+    formula = None
+    if formulas:
+        from eznas.report import readable_forms  # sympy and the pool statistics: only when asked for
+
+        formula = readable_forms(out, [row["expr"]], data_dir, cache_dir)[row["expr"]]
+    doc = run_record(ckpt, rank, str(out)) | ({"formula": _formula_record(formula)} if formula else {})
     for path in (target, record):
         remove_stale(path.parent, f".{path.name}.*.tmp")  # left by an export that was killed
-    write_together([(target, export_source(row["expr"], cfg.probe, info)),
-                    (record, json.dumps(run_record(ckpt, rank, str(out)), indent=1))], fix="choose another -o path")
-    return target, record, programs.infix(programs.parse(row["expr"]))
+    write_together([(target, export_source(row["expr"], cfg.probe, info, formula)),
+                    (record, json.dumps(doc, indent=1))], fix="choose another -o path")
+    return target, record, formula.text if formula else programs.infix(programs.parse(row["expr"]))

@@ -1,4 +1,5 @@
-"""``eznas inspect``: a run's hall of fame and Pareto front with held-out taus, and its fitness plot.
+"""``eznas inspect``: a run's hall of fame and Pareto front with held-out taus, and its fitness plot; with
+``--summary`` (`summary`), only the chosen program beside baselines on the held-out networks.
 
 Policies choose the row marked ``>>>>`` (PySR style):
 
@@ -29,10 +30,13 @@ from eznas.pool import load_pool
 from eznas.run import (heldout_records, read_checkpoint, read_heldout, read_run, validation_records,
                        write_heldout)
 from eznas.statsbatch import StatsBatch, concat
-from eznas.tables.runs import front_csv, table
+from eznas.tables.runs import front_csv, table, versus_table
 
 POLICIES = ("accuracy", "parsimony", "validation")
 CLOSE = 0.01  # parsimony and validation: programs this close to the best count as equally good
+BASELINES = {"params": "log_params", "FLOPs": "log_flops", "snip": "log_snip_total", "naswot": "naswot"}
+"""Baselines of `summary`, as the probe statistics they rank by (a log ranks as the value does): parameter count,
+FLOPs, SNIP's sum |W * dW| (Lee et al. 2019) and NASWOT's logdet (Mellor et al. 2021, per sample)."""
 
 
 def choose(rows: list[dict[str, Any]], policy: str, validation: dict[str, float] | None = None) -> int:
@@ -118,8 +122,8 @@ def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy",
     note = "".join(f"\n'{name}': mean tau over {', '.join(tasks)} (heldout.json)" for name, tasks in
                    (("valid", cfg.tasks.validate), ("heldout", cfg.tasks.heldout)) if tasks and unseen)
     if forms:
-        note += ("\nformulas: '=' simplified exactly, '~' simplified with facts true on every pool network, "
-                 "'.' as evolved; each scores as its program on every pool network (--raw shows the programs)")
+        note += ("\nformulas: " + ", ".join(f"'{mark}' {meaning}" for mark, meaning in _MARKS.items())
+                 + "; each scores as its program on every pool network (--raw shows the programs)")
     parts = [f"run {out}: generation {done} of {cfg.evolution.generations}, "
              f"{len(ckpt['scored'])} programs scored on the whole pool, {ckpt['elapsed'] / 60:.1f} min",
              f"\nHall of fame (policy '{policy}' marks >>>>):",
@@ -158,9 +162,43 @@ def pool_batch(out: Path, data_dir: str | None = None, cache_dir: str | None = N
     return concat(parts)
 
 
+def summary(out: str | os.PathLike, policy: str = "validation", data_dir: str | None = None,
+            cache_dir: str | None = None) -> str:
+    """``eznas inspect --summary``: the program a policy picks, as its verified formula, with its Kendall tau on
+    every held-out task beside the `BASELINES` on the same networks and batch, and the fitness plot's path."""
+    out = Path(out)
+    ckpt = read_checkpoint(out)
+    run = read_run(out, data_dir)
+    if not run.config.tasks.heldout or not ckpt["hall_of_fame"]:
+        raise EznasError(f"--summary: {out} has no held-out tasks or no scored program; name tasks.heldout "
+                         "in the config and let the run finish a generation")
+    rank = chosen_rank(out, policy, data_dir, cache_dir)
+    row = ckpt["hall_of_fame"][rank]
+    names = {"evolved": row["expr"], **BASELINES}
+    unseen = unseen_taus(out, list(names.values()), data_dir, cache_dir)
+    form = readable_forms(out, [row["expr"]], data_dir, cache_dir)[row["expr"]]
+    counts = {t: len(heldout_records(t, run.config, run.used, data_dir)) for t in run.config.tasks.heldout}
+    taus = {t: {name: unseen[e][t] for name, e in names.items()} for t in counts}
+    valid = mean_taus(unseen, run.config.tasks.validate).get(row["expr"])
+    picked = f"rank {rank} of {len(ckpt['hall_of_fame'])} by policy '{policy}', pool fitness {row['fitness']:.4f}"
+    picked += f", validation tau {valid:.4f}" if valid is not None else ""
+    return "\n".join([f"chosen program ({picked}):", f"  score = {form.text}    ({_mark(form)} {_MARKS[_mark(form)]})",
+                       "\nKendall tau on held-out networks (never used for fitness or choice; same networks and "
+                       "batch in every column):", versus_table(taus, counts),
+                       "baselines are probe statistics: " + ", ".join(f"{k} = {v}" for k, v in BASELINES.items()),
+                       f"\nfitness plot: {plot_fitness(out, ckpt['history'])}"])
+
+
+_MARKS = {"=": "simplified exactly", "~": "simplified with facts true on every pool network", ".": "as evolved"}
+
+
+def _mark(form: Any) -> str:
+    """How a formula (`eznas.simplify.Simplified`) was checked, as one of the `_MARKS`."""
+    return "." if not form.simplified else "=" if form.exact else "~"
+
+
 def _form_text(form: Any) -> str:
-    mark = "." if not form.simplified else "=" if form.exact else "~"
-    return f"{mark} {form.text}"
+    return f"{_mark(form)} {form.text}"
 
 
 def chosen_rank(out: str | os.PathLike, policy: str, data_dir: str | None = None, cache_dir: str | None = None) -> int:

@@ -98,7 +98,8 @@ def heldout_records(task: str, config: config_mod.Config, used: dict[str, list[i
 # ----------------------------------------------------------------------------- the run directory
 
 def prepare(out: Path, resume: bool, force: bool) -> None:
-    """Check the run directory: writable, and not holding another run unless ``resume``/``force``."""
+    """Check the run directory: writable, and not holding another run unless ``resume``/``force`` (which
+    removes the old run's held-out cache)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -111,6 +112,8 @@ def prepare(out: Path, resume: bool, force: bool) -> None:
         raise EznasError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a run")
     if has_run and not resume and not force:
         raise EznasError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
+    if has_run and force:
+        (out / HELDOUT).unlink(missing_ok=True)  # held-out taus of the old run's config, not the new one's
 
 
 def write_config(out: Path, config: config_mod.Config) -> None:

@@ -161,13 +161,31 @@ def test_inspect_prints_tables_and_writes_plot(workspace, finished_run):
     assert r.returncode == 0 and "LaTeX of the hall of fame" in r.stdout
 
 
+def test_summary_sets_the_chosen_program_beside_the_baselines_on_held_out_networks(workspace, finished_run):
+    from eznas.cli import main
+    from eznas.report import summary
+
+    text = summary(finished_run, "accuracy", cache_dir=str(workspace["cache"]))
+    held = json.loads((finished_run / "heldout.json").read_text())
+    best = _checkpoint(finished_run)["hall_of_fame"][0]["expr"]
+    line = next(line for line in text.splitlines() if line.startswith("nb201:cifar100"))
+    want = [held[e]["nb201:cifar100"] for e in (best, "log_params", "log_flops", "log_snip_total", "naswot")]
+    assert [float(x) for x in line.split()[2:]] == pytest.approx(want, abs=5e-5)
+    assert "policy 'accuracy'" in text and "score = " in text and "fitness.png" in text
+    assert main(["inspect", str(finished_run), "--summary", "--raw"]) == 2  # before any work
+
+
 def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):
     target = workspace["root"] / "proxy.py"
-    r = run_cli("export", str(finished_run), "-o", str(target))
+    r = run_cli("export", str(finished_run), "-o", str(target), "--cache-dir", str(workspace["cache"]))
     assert r.returncode == 0, r.stderr
     text = target.read_text()
     assert "def score(net, inputs, targets)" in text
     record = json.loads(target.with_suffix(".json").read_text())
+    formula = record["formula"]  # the formula inspect shows, first in the docstring, the program after it
+    assert formula["check"] in ("exact", "pool-verified", "as evolved") and formula["text"] in r.stdout
+    best = programs.infix(programs.parse(_checkpoint(finished_run)["hall_of_fame"][0]["expr"]))
+    assert text.index(f"    score = {formula['text']}\n") < text.index(best)
     ckpt = _checkpoint(finished_run)
     assert record["expression"] == ckpt["hall_of_fame"][0]["expr"] and record["seed"] == 7
     assert [h["gen"] for h in record["fitness_history"]] == [0, 1, 2, 3]
@@ -180,7 +198,7 @@ def test_export_writes_module_and_rejects_missing_rank(workspace, finished_run):
 def test_an_exported_record_stands_for_its_run(workspace, finished_run, tmp_path):
     """Held-out evaluations can name the exported ``.json`` instead of the run directory: the
     pools drawn again from its config are the run's, and so are the probe settings and history."""
-    assert run_cli("export", str(finished_run), "-o", str(tmp_path / "best.py")).returncode == 0
+    assert run_cli("export", str(finished_run), "-o", str(tmp_path / "best.py"), "--raw").returncode == 0
     by_record, by_dir = read_run(tmp_path / "best.json", DATA_DIR), read_run(finished_run)
     assert by_record.pools == by_dir.pools and sum(map(len, by_dir.pools.values())) > 0
     assert by_record.config.probe == by_dir.config.probe
@@ -209,7 +227,8 @@ def test_seed_from_opens_the_initial_population(workspace, finished_run, tmp_pat
     """evolution.seed_from: an exported proxy's expression, then the seed run's hall of fame (its
     repeat dropped), in order, start generation 0, and the random initialisation fills the rest;
     on the same pools the seeds score as in the seed run."""
-    assert run_cli("export", str(finished_run), "--rank", "1", "-o", str(tmp_path / "second.py")).returncode == 0
+    r = run_cli("export", str(finished_run), "--rank", "1", "-o", str(tmp_path / "second.py"), "--raw")
+    assert r.returncode == 0
     out = workspace["root"] / "seeded"
     r = _evolve(workspace, "tiny3", out, "--set", f'evolution.seed_from=["{tmp_path / "second.json"}", "{finished_run}"]',
                 "--set", "evolution.generations=0")

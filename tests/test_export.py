@@ -141,3 +141,23 @@ def _expression_reading(stat: str) -> str:
     return {primitives.WMat: f"agg_mean(w_frob({stat}))", primitives.AMat: f"agg_mean(a_frob({stat}))",
             primitives.Gram: f"agg_mean(trace({stat}))", primitives.LScalar: f"agg_mean({stat})",
             primitives.NScalar: f"n_neg({stat})"}[kind]
+
+
+def test_re_exporting_the_published_proxy_with_its_formula_keeps_its_code_and_score() -> None:
+    """The simplified formula heads the docstring, the program follows it, and the code after the docstring
+    is the published file's own, character for character: the score cannot change."""
+    import json
+
+    from conftest import REPO
+    from eznas.simplify import simplify
+
+    published = REPO / "results" / "proxies" / "eznas_best.py"
+    record = json.loads(published.with_suffix(".json").read_text())
+    formula = simplify(record["expression"])
+    text = export_source(record["expression"], ProbeSettings(**record["config"]["probe"]), {}, formula)
+    head = text[:text.index('"""', 3)]
+    evolved = programs.infix(programs.parse(record["expression"]))
+    assert head.index(f"    score = {formula.text}\n") < head.index(evolved)
+    assert "by exact identities" in head
+    old = published.read_text()
+    assert text[text.index('"""', 3):] == old[old.index('"""', 3):]

@@ -48,6 +48,15 @@ def test_checkpoint_round_trip_and_logbook(tmp_path: Path) -> None:
     assert run_dir.read_run(out).pools == {"nb201:cifar10": [1, 2]}
 
 
+def test_starting_a_run_over_drops_the_old_runs_held_out_cache(tmp_path: Path) -> None:
+    out = _checkpoint(tmp_path)
+    run_dir.write_heldout(out, {EXPR: {"nb201:cifar100": 0.5}})
+    run_dir.prepare(out, resume=True, force=False)
+    assert run_dir.read_heldout(out)
+    run_dir.prepare(out, resume=False, force=True)
+    assert run_dir.read_heldout(out) == {} and (out / run_dir.CHECKPOINT).exists()
+
+
 def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_atomic(tmp_path / "deep" / "table.md", "old\n")
     assert path.read_text() == "old\n"
@@ -70,7 +79,7 @@ def test_write_atomic_into_a_file_path_is_a_one_line_error(tmp_path: Path) -> No
 
 def test_export_writes_the_proxy_and_its_record(tmp_path: Path) -> None:
     out = _checkpoint(tmp_path)
-    target, record, infix = export_run(out, 0, tmp_path / "proxies" / "best.py")
+    target, record, infix = export_run(out, 0, tmp_path / "proxies" / "best.py", formulas=False)
     assert target.read_text().startswith('"""Zero-cost proxy evolved by eznas.')
     assert json.loads(record.read_text())["expression"] == EXPR and infix == "(log_params + log_flops)"
 
@@ -123,7 +132,7 @@ def test_export_writes_both_files_or_neither(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(files_module, "_stage", fail_on_record)
     with pytest.raises(EznasError, match=r"cannot write .*best.json: No space left"):
-        export_run(out, 0, tmp_path / "best.py")
+        export_run(out, 0, tmp_path / "best.py", formulas=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .py alone, no temporary file
 
 
@@ -147,7 +156,7 @@ def test_a_crafted_infix_is_never_printed(tmp_path: Path, capsys: pytest.Capture
     from eznas.cli import main
 
     assert main(["inspect", str(out), "--no-heldout", "--raw"]) == 0
-    assert main(["export", str(out), "-o", str(tmp_path / "p.py")]) == 0
+    assert main(["export", str(out), "-o", str(tmp_path / "p.py"), "--raw"]) == 0
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "(log_params + log_flops)" in printed
     assert "\x1b" not in (tmp_path / "p.py").read_text() + (tmp_path / "p.json").read_text()

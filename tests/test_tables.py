@@ -16,7 +16,7 @@ from eznas.search import SearchResult
 from eznas.tables import csv_text, format_number
 from eznas.tables.evaluations import (bootstrap_interval, csv_table, markdown_table, metric_table, reference_section,
                                       summary)
-from eznas.tables.runs import front_csv, table
+from eznas.tables.runs import front_csv, table, versus_table
 from eznas.tables.searches import summarise
 
 
@@ -97,6 +97,16 @@ def test_inspect_table_marks_the_chosen_row_and_front_csv_has_unseen_columns() -
     assert parsed[0] == ["size", "depth", "fitness", "nb201:cifar10", "heldout:nb201:cifar100",
                          "validate:nb201:ImageNet16-120", "infix", "expr"]
     assert parsed[2][4:6] == ["0.250000", "0.125000"] and parsed[1][4] == ""
+
+
+def test_versus_table_has_one_row_per_task_and_their_mean() -> None:
+    taus = {"nb201:cifar100": {"evolved": 0.75, "params": 0.5},
+            "nb201:ImageNet16-120": {"evolved": 0.25, "params": 0.5}}
+    lines = versus_table(taus, {"nb201:cifar100": 100, "nb201:ImageNet16-120": 60}).splitlines()
+    assert lines[0].split() == ["task", "nets", "evolved", "params"]
+    assert lines[1].split() == ["nb201:cifar100", "100", "0.7500", "0.5000"]
+    assert lines[3].split() == ["mean", "160", "0.5000", "0.5000"]
+    assert len(versus_table({"t": {"a": 0.5}}, {"t": 2}).splitlines()) == 2  # one task: no mean row
 
 
 def test_policies_pick_by_pool_fitness_or_by_validation_tau() -> None:

@@ -140,7 +140,7 @@ pool_fitness_top = 2
     assert "user:again" in json.loads((tmp_path / "run" / "checkpoint.json").read_text())["pools"]
     r = run_cli("inspect", str(tmp_path / "run"), "--cache-dir", cache)
     assert r.returncode == 0 and "again" in r.stdout, r.stderr
-    r = run_cli("export", str(tmp_path / "run"), "-o", str(tmp_path / "p.py"))
+    r = run_cli("export", str(tmp_path / "run"), "-o", str(tmp_path / "p.py"), "--cache-dir", cache)
     assert r.returncode == 0, r.stderr
     r = run_cli("search", "--proxy", "params", "--task", "user:again", "--strategy", "random", "--budget", "5",
                 "--spaces", str(space), "--cache-dir", cache)

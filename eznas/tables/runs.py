@@ -25,6 +25,18 @@ def table(rows: list[dict[str, Any]], chosen: int, columns: dict[str, dict[str, 
     return "\n".join(lines)
 
 
+def versus_table(taus: dict[str, dict[str, float]], counts: dict[str, int]) -> str:
+    """Fixed-width table of task -> column -> tau (``counts``: networks per task), with the mean over tasks."""
+    columns = list(next(iter(taus.values()))) if taus else []
+    width = max([len(t) for t in taus] + [4])
+    lines = [f"{'task':<{width}} {'nets':>5} " + " ".join(f"{c:>8}" for c in columns)]
+    lines += [f"{t:<{width}} {counts[t]:>5} " + " ".join(f"{row[c]:>8.4f}" for c in columns) for t, row in taus.items()]
+    if len(taus) > 1:
+        means = [sum(row[c] for row in taus.values()) / len(taus) for c in columns]
+        lines.append(f"{'mean':<{width}} {sum(counts.values()):>5} " + " ".join(f"{m:>8.4f}" for m in means))
+    return "\n".join(lines)
+
+
 def _short(task: str) -> str:
     return task.split(":", 1)[1][:10]
 
