@@ -74,21 +74,21 @@ def test_median_seconds_leaves_out_unknown_timings() -> None:
     assert math.isnan(ev.median_known([math.nan, math.nan])) and math.isnan(ev.median_known([]))
 
 
-def test_sanity_on_200_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) -> None:
-    """Params/FLOPs Kendall tau within 0.1 of the published 0.59-0.62; NASWOT and synflow rank
-    positively. Params, FLOPs and synflow do not depend on the batch; NASWOT sees 16 of the
-    protocol's 64 images here to keep the test fast."""
-    results = _evaluate(["params", "flops", "synflow", "naswot"], data_dir, tmp_path, task="nb201:cifar10", n=200,
-                        seed=0, jobs=2)
+def test_sanity_on_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) -> None:
+    """Params/FLOPs Kendall tau within 0.1 of the published 0.59-0.62 on 200 networks; NASWOT and synflow
+    rank positively on 80 of them. Params, FLOPs and synflow do not depend on the batch; NASWOT sees 16
+    of the protocol's 64 images here to keep the test fast."""
+    results = [*_evaluate(["params", "flops"], data_dir, tmp_path, task="nb201:cifar10", n=200, seed=0, jobs=2),
+               *_evaluate(["synflow", "naswot"], data_dir, tmp_path, task="nb201:cifar10", n=80, seed=0, jobs=2)]
     by_name = {e.proxy: e for e in results}
     for e in results:
         print(f"{e.proxy}: n={len(e.scores)} failed={e.failed} tau={e.kendall_tau:.4f} rho={e.spearman_rho:.4f}")
-        assert len(e.scores) == 200
+        assert len(e.scores) == (200 if e.proxy in ("params", "flops") else 80)
     for name in ("params", "flops"):
         assert by_name[name].failed == 0
         assert 0.59 - 0.1 <= by_name[name].kendall_tau <= 0.62 + 0.1
     for name in ("synflow", "naswot"):
-        assert by_name[name].failed <= 20  # disconnected cells (zero output) are the only failures
+        assert by_name[name].failed <= 8  # disconnected cells (zero output) are the only failures
         assert by_name[name].spearman_rho > 0.3
 
 
