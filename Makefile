@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/eznas inspect runs/demo --policy validation --summary
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 clean:
 	rm -rf $(VENV) .pytest_cache

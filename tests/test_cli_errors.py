@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
 from conftest import needs_data, run_cli
+from eznas.cli import main
 from eznas.errors import EznasError, guarded
 
 
@@ -50,7 +52,8 @@ def test_truncated_json_and_csv(data_dir, tmp_path):
     _assert_clean_error(run_cli("info", "nb201:cifar10", "--data-dir", str(tmp_path)), "nats_bench.csv")
 
 
-def test_bad_configs(tmp_path):
+def test_bad_configs(tmp_path, capsys):
+    """In-process (`eznas.cli.main`) for each config; the last, a missing one, through a real process."""
     cases = {
         "unknown_key.toml": ("[evolution]\npopulaton = 10\n", "populaton"),
         "wrong_type.toml": ("[evolution]\npopulation = \"many\"\n", "population"),
@@ -66,7 +69,8 @@ def test_bad_configs(tmp_path):
     for name, (text, needle) in cases.items():
         path = tmp_path / name
         path.write_text(text)
-        _assert_clean_error(run_cli("evolve", str(path), "--out", str(tmp_path / "run")), needle)
+        status = main(["evolve", str(path), "--out", str(tmp_path / "run")])
+        _assert_clean_error(subprocess.CompletedProcess([], status, "", capsys.readouterr().err), needle)
     assert not (tmp_path / "run" / "checkpoint.json").exists()
     _assert_clean_error(run_cli("evolve", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "run")), "not found")
 
