@@ -19,7 +19,7 @@ distributed = pytest.importorskip("dask.distributed",
 
 from eznas.errors import EznasError  # noqa: E402
 from eznas.backends import check_backend, close_clusters
-from eznas.parallel import Failed, run_tasks  # noqa: E402
+from eznas.parallel import Failed, Parallel, run_tasks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,13 @@ def test_cluster_survives_raising_dying_and_hanging_jobs(cluster, tmp_path):
     jobs[2] = (raise_always, ())
     jobs[4] = (die_once, (str(tmp_path / "died"), 40))
     jobs[6] = (sleep_for, (120.0,))
-    results = list(run_tasks(jobs, backend="dask", address=cluster.scheduler_address, retries=1, timeout=20.0))
+    results = list(run_tasks(jobs,
+                             Parallel(backend="dask", address=cluster.scheduler_address, retries=1, timeout=20.0)))
     assert results[2] == Failed(results[2].error, 2) and "RuntimeError: probe failed" in results[2].error
     assert results[6] == Failed("timed out after 20 s", 2)
     assert [r for i, r in enumerate(results) if i not in (2, 6)] == [0, 10, 30, 40, 50, 70]
     assert (tmp_path / "died").exists()
     with distributed.Client(cluster.scheduler_address) as client:  # the hung job's worker was restarted
         client.wait_for_workers(2, timeout=60)
-        assert list(run_tasks([(times_ten, (i,)) for i in range(4)], backend="dask",
-                              address=cluster.scheduler_address)) == [0, 10, 20, 30]
+        assert list(run_tasks([(times_ten, (i,)) for i in range(4)],
+                              Parallel(backend="dask", address=cluster.scheduler_address))) == [0, 10, 20, 30]
