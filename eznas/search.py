@@ -6,8 +6,8 @@ A PROXY is anything `eznas evaluate` accepts (a baseline name, a ``.py`` file de
 seed 0 and scored on the shared batch of 64 real images drawn with **batch seed 0**, whatever
 the search seed. The per-network scores therefore go to (and come from) the same score cache
 as ``eznas evaluate --seed 0``, and are shared across search seeds and strategies; the search
-seed only drives the strategy's random choices. Results do not depend on ``jobs`` (it only
-parallelises the scoring of a batch of networks).
+seed only drives the strategy's random choices. Results do not depend on the parallel settings
+(backend, workers, retries, timeout: they only say where a batch of networks is scored).
 
 Strategies (``budget`` = number of distinct architectures scored):
 
@@ -61,7 +61,7 @@ class SearchResult:
 
     Attributes
     ----------
-    task, proxy (display label), proxy_arg (as given), strategy, budget, seed, jobs : the settings.
+    task, proxy (display label), proxy_arg (as given), strategy, budget, seed, jobs (workers) : the settings.
     population, tournament : REA settings (None for random search).
     index, arch, score, accuracy : the selected architecture, its proxy score and its test accuracy (%).
     best_accuracy : the best test accuracy in the task's space.
