@@ -18,7 +18,8 @@ from pathlib import Path
 from eznas import proxies, user_spaces
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded, parallel_of, parallel_overrides
+from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded, parallel_of,
+                           parallel_overrides)
 from eznas.parallel import Parallel
 from eznas.report import POLICIES
 from eznas.search import STRATEGIES
