@@ -289,10 +289,10 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     proxy_args : PROXY arguments (baseline names, ``.py`` paths, expressions); resolved first,
         so a bad one fails before any work.
     task : task id; n : networks to sample (None = all); seed : sample and batch seed.
-    parallel : where the network jobs run (backend, workers, retries, timeout); exclude_run : an
-        evolution run (its directory, or the
-        ``.json`` record of a proxy it produced: `eznas.report.read_run`) whose networks are left
-        out (its probe settings then also apply to expressions).
+    parallel : where the network jobs run (backend, workers, retries, timeout).
+    exclude_run : an evolution run (its directory, or the ``.json`` record of a proxy it produced:
+        `eznas.report.read_run`) whose networks are left out (its probe settings then also apply
+        to expressions).
     data_dir, cache_dir : benchmark data and cache root (default: as `eznas.cache.StatsCache`).
     progress : show progress bars.
     batch_size : images in the shared batch (64 in the protocol; smaller only for quick checks).
