@@ -32,7 +32,7 @@ from eznas import proxies
 from eznas.errors import guarded
 from eznas.evaluate import evaluate_tasks
 from eznas.files import write_atomic
-from eznas.options import Parser, add_sample_args, command_line
+from eznas.options import Parser, add_sample_args, command_line, parallel_of
 from eznas.tables.evaluations import NASLIB_TASKS, NB201_TASKS, NDS_TASKS, baselines_report, csv_table
 
 
@@ -45,11 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "it produced) out of the NB201 samples (the held-out networks of experiments/heldout.py); "
                              "NDS spaces stay whole")
     args = parser.parse_args(argv)
+    parallel = parallel_of(args)
+    parallel.check()
     command = command_line("baselines.py", argv)
     tasks = args.tasks.split(",")
     full = args.n >= 1000 and args.nds_n is None and set(tasks) >= set(NB201_TASKS + NDS_TASKS + NASLIB_TASKS)
     fix = "choose another --out prefix"
-    for _, results in evaluate_tasks(proxies.names(), tasks, args.n, args.nds_n, args.seed, args.jobs,
+    for _, results in evaluate_tasks(proxies.names(), tasks, args.n, args.nds_n, args.seed, parallel,
                                      args.exclude_run, ("nb201",), args.data_dir, args.cache_dir, args.scores_dir):
         write_atomic(Path(f"{args.out}.md"), baselines_report(results, command, args.seed, args.data_dir,
                                                                args.exclude_run, full), fix=fix)

@@ -100,7 +100,7 @@ def bench_programs(cfg: config.Config, n_programs: int, n_naive: int) -> dict[st
     """Part 1: batched vs naive on the fixed program set and the config's NB201 CIFAR-10 pool."""
     task = "nb201:cifar10"
     records = sorted(benchmarks.sample(task, 200, derive_seed(cfg.run.seed, "pool", task)), key=lambda r: r["index"])
-    pool = load_pool(task, records, cfg.probe, StatsCache(), n_jobs=cfg.run.n_jobs)
+    pool = load_pool(task, records, cfg.probe, StatsCache(), cfg.run.parallel)
     trees = program_set(n_programs, cfg.evolution.init_max_depth)
     naive_at = list(range(0, n_programs, max(1, n_programs // n_naive)))[:n_naive]
     evaluator = Evaluator(pool)

@@ -26,7 +26,7 @@ from eznas import proxies
 from eznas.errors import guarded
 from eznas.evaluate import evaluate_tasks
 from eznas.files import write_atomic
-from eznas.options import Parser, add_sample_args, command_line
+from eznas.options import Parser, add_sample_args, command_line, parallel_of
 from eznas.plots import plot_fitness, scatter
 from eznas.run import read_run
 from eznas.tables.evaluations import csv_table, heldout_report
@@ -45,12 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     add_sample_args(parser, TASKS, "results/heldout")
     args = parser.parse_args(argv)
+    parallel = parallel_of(args)
+    parallel.check()
     command = command_line("heldout.py", argv)
     wanted = list(args.proxy) + [b for b in args.baselines.split(",") if b]
     out = Path(args.out)
     plot_fitness(out.parent, read_run(args.run, args.data_dir).history)
     fix = "choose another --out prefix"
-    for task, results in evaluate_tasks(wanted, args.tasks.split(","), args.n, args.nds_n, args.seed, args.jobs,
+    for task, results in evaluate_tasks(wanted, args.tasks.split(","), args.n, args.nds_n, args.seed, parallel,
                                         args.run, data_dir=args.data_dir, cache_dir=args.cache_dir,
                                         scores_dir=args.scores_dir):
         if args.proxy:

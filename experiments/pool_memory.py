@@ -19,6 +19,7 @@ from pathlib import Path
 from eznas import benchmarks
 from eznas import config as config_mod
 from eznas.cache import StatsCache
+from eznas.parallel import Parallel
 from eznas.run import read_checkpoint
 
 
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = sorted(benchmarks.sample(args.task, args.n, 0), key=lambda r: r["index"])
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     start = time.perf_counter()
-    pool = load_pool(args.task, records, cfg.probe, cache, n_jobs=args.jobs)
+    pool = load_pool(args.task, records, cfg.probe, cache, Parallel(jobs=args.jobs))
     seconds = time.perf_counter() - start
     tensors = [*pool.layers.values(), *pool.net.values()]
     size = sum(t.numel() * t.element_size() for t in tensors)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from eznas.errors import guarded
 from eznas.files import write_atomic
-from eznas.options import JOBS, Parser, add_cache_dirs, add_data_dir, bounded, command_line
+from eznas.options import Parser, add_cache_dirs, add_data_dir, add_parallel, bounded, command_line, parallel_of
 from eznas.search import STRATEGIES, SearchResult, search
 from eznas.tables.evaluations import NB201_TASKS
 from eznas.tables.searches import runs_csv, search_report, summary_csv
@@ -37,11 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=bounded(1, 1000), default=5, help="search seeds 0..S-1 (default 5)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default random,rea)")
     parser.add_argument("--tasks", default=",".join(NB201_TASKS), help="comma-separated task ids (default: NB201)")
-    parser.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
+    add_parallel(parser)
     parser.add_argument("--out", required=True, help="output prefix: writes OUT.md, OUT.csv and OUT_runs.csv")
     add_data_dir(parser)
     add_cache_dirs(parser)
     args = parser.parse_args(argv)
+    parallel = parallel_of(args)
+    parallel.check()
     command = command_line("search.py", argv)
     prefix = args.out[:-3] if args.out.endswith(".md") else args.out
     proxy_args = [p.strip() for p in args.proxies.split(",") if p.strip()]
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in args.strategies.split(",") for seed in range(args.seeds)]
     fix = "choose another --out prefix"
     for i, (proxy, task, strategy, seed) in enumerate(plan, start=1):
-        r = search(proxy, task, strategy, args.budget, seed, args.jobs, args.data_dir, args.cache_dir,
+        r = search(proxy, task, strategy, args.budget, seed, parallel, args.data_dir, args.cache_dir,
                    scores_dir=args.scores_dir)
         results.append(r)
         print(f"[{i}/{len(plan)}] {r.line()}", flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from eznas import config, proxies
 from eznas.errors import guarded
 from eznas.files import write_atomic
-from eznas.options import Parser, add_sample_args, command_line
+from eznas.options import Parser, add_sample_args, command_line, parallel_overrides
 from eznas.tables.evaluations import csv_table
 from eznas.tables.transfer import SIZE_BASELINES, transfer_report
 from eznas.transfer import NAMES, evolve_fold, score_fold
@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     args = parser.parse_args(argv)
     command = command_line("transfer.py", argv)
-    base = config.load(args.config, [f"run.n_jobs={args.jobs}"])
+    base = config.load(args.config, parallel_overrides(args))
+    base.run.parallel.check()
     baselines = [b for b in args.baselines.split(",") if b]
     if missing := [b for b in SIZE_BASELINES if b not in baselines]:
         parser.error(f"--baselines must include {' and '.join(missing)}: the summary's margins are over them")
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix = "choose another --out prefix"
     for name in args.folds.split(","):
         record = evolve_fold(base, name, Path(args.runs), args.data_dir, args.cache_dir)
-        folds[name] = (record, score_fold(record, name, args.n, args.nds_n, args.seed, args.jobs, args.data_dir,
+        folds[name] = (record, score_fold(record, name, args.n, args.nds_n, args.seed, base.run.parallel, args.data_dir,
                                           args.cache_dir, args.scores_dir, baselines))
         write_atomic(f"{args.out}.md", transfer_report(folds, command, args.seed, args.data_dir), fix=fix)
         write_atomic(f"{args.out}.csv", csv_table([e for _, results in folds.values() for evals in results.values()

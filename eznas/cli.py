@@ -18,8 +18,9 @@ from pathlib import Path
 from eznas import proxies, user_spaces
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import JOBS, SEED, Parser, add_cache_dirs, add_data_dir, add_spaces, bounded
-from eznas.backends import BACKENDS, check_backend
+from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded, parallel_of,
+                           parallel_overrides)
+from eznas.parallel import Parallel
 from eznas.report import POLICIES
 from eznas.search import STRATEGIES
 
@@ -72,13 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- shared arguments
-
-def _add_parallel(p: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
-    note = " (default: from the config)" if defaults_from_config else ""
-    p.add_argument("--jobs", type=bounded(*JOBS), default=None, help=f"parallel workers{note or ' (default 1)'}")
-    p.add_argument("--backend", default=None, choices=BACKENDS, help=f"joblib backend{note or ' (default loky)'}")
-    p.add_argument("--address", default=None, help="dask scheduler or ray cluster address")
-
 
 def _add_sample(p: argparse.ArgumentParser, what: str) -> None:
     g = p.add_mutually_exclusive_group()
@@ -139,8 +133,8 @@ def _stats_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample seed (default 0)")
     _add_exclude_run(p)
     p.add_argument("--config", help="take the [probe] settings and run.retries / run.timeout from this run config "
-                                    "(default: built-in defaults)")
-    _add_parallel(p)
+                                    "(default: built-in defaults; --retries / --timeout override them)")
+    add_parallel(p)
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
     add_spaces(p)
@@ -155,13 +149,12 @@ def _stats(args: argparse.Namespace) -> int:
     from eznas.run import read_run, used_indices
 
     cfg = config.load(args.config) if args.config else config.Config()
-    n_jobs, backend, address = args.jobs or 1, args.backend or "loky", args.address or ""
-    check_backend(backend, n_jobs, address)
+    parallel = parallel_of(args, Parallel(retries=cfg.run.retries, timeout=cfg.run.parallel.timeout))
+    parallel.check()
     exclude = used_indices(read_run(args.exclude_run, args.data_dir).used, args.task) if args.exclude_run else None
     records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
-    filled = fill_cache(args.task, records, cfg.probe, cache, n_jobs, backend, address, args.data_dir,
-                        retries=cfg.run.retries, timeout=cfg.run.job_timeout)
+    filled = fill_cache(args.task, records, cfg.probe, cache, parallel, args.data_dir)
     done, failed = len(filled.seconds), len(filled.failed)
     if failed and not done and all(r["index"] in filled.failed for r in records):
         raise EznasError(f"{args.task}: every one of the {failed} networks failed "
@@ -181,22 +174,13 @@ def _evolve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=bounded(*SEED), help="override run.seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set evolution.generations=5 (repeatable)")
-    _add_parallel(p, defaults_from_config=True)
+    add_parallel(p, defaults_from_config=True)
     add_data_dir(p)
     add_cache_dirs(p, scores=False)
 
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
-    items = list(args.overrides)
-    if args.seed is not None:
-        items.append(f"run.seed={args.seed}")
-    if args.jobs is not None:
-        items.append(f"run.n_jobs={args.jobs}")
-    if args.backend is not None:
-        items.append(f'run.backend="{args.backend}"')
-    if args.address is not None:
-        items.append(f'run.address="{args.address}"')
-    return items
+    return list(args.overrides) + ([f"run.seed={args.seed}"] if args.seed is not None else []) + parallel_overrides(args)
 
 
 @subcommand("evolve", "launch or resume an evolution run", _evolve_arguments)
@@ -205,7 +189,7 @@ def _evolve(args: argparse.Namespace) -> int:
     from eznas import gp as programs
 
     cfg = config.load(args.config, _run_overrides(args))
-    check_backend(cfg.run.backend, cfg.run.n_jobs, cfg.run.address)
+    cfg.run.parallel.check()
     state = evolve.run(cfg, args.out, resume=args.resume, force=args.force, data_dir=args.data_dir, cache_dir=args.cache_dir)
     best = evolve.hall_of_fame(state.scored, 1)
     if best:
@@ -287,7 +271,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. nb201:cifar10 or nds:DARTS_in")
     _add_sample(p, "evaluate")
     p.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
-    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
+    add_parallel(p)
     _add_exclude_run(p)
     p.add_argument("--compare", metavar="P1,P2,...", help="also score these proxies on the same networks and batch")
     p.add_argument("--out", metavar="PREFIX", help="write PREFIX.md and PREFIX.csv (default with --compare: "
@@ -311,7 +295,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from eznas.tasks import parse_task
 
     proxy_args = [args.proxy] + [p for p in (args.compare or "").split(",") if p.strip()]
-    results = evaluate(proxy_args, args.task, None if args.all else args.n, args.seed, args.jobs,
+    parallel = parallel_of(args)
+    parallel.check()
+    results = evaluate(proxy_args, args.task, None if args.all else args.n, args.seed, parallel,
                        args.exclude_run, args.data_dir, args.cache_dir, scores_dir=args.scores_dir)
     for e in results:
         print(summary(e))
@@ -332,7 +318,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="rea", choices=STRATEGIES, help="search strategy (default rea)")
     p.add_argument("--budget", type=bounded(1, 100_000), default=1000, help="distinct architectures to score (default 1000)")
     p.add_argument("--seed", type=bounded(*SEED), default=0, help="seed of the search's random choices (default 0)")
-    p.add_argument("--jobs", type=bounded(*JOBS), default=1, help="parallel workers over networks (default 1)")
+    add_parallel(p)
     p.add_argument("--out", metavar="FILE.json", help="write the result, settings and every scored architecture")
     add_data_dir(p)
     add_cache_dirs(p)
@@ -349,7 +335,9 @@ def _search(args: argparse.Namespace) -> int:
     from eznas.files import write_atomic
     from eznas.search import search
 
-    result = search(args.proxy, args.task, args.strategy, args.budget, args.seed, args.jobs, args.data_dir,
+    parallel = parallel_of(args)
+    parallel.check()
+    result = search(args.proxy, args.task, args.strategy, args.budget, args.seed, parallel, args.data_dir,
                     args.cache_dir, scores_dir=args.scores_dir)
     print(result.line())
     if args.out:

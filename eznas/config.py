@@ -32,13 +32,13 @@ from typing import Any
 from eznas import user_spaces
 from eznas.errors import EznasError
 from eznas.backends import BACKENDS, MAX_JOBS
+from eznas.parallel import MAX_TIMEOUT, Parallel
 from eznas.probe import ProbeSettings
 from eznas.tasks import parse_task
 from eznas.user_spaces import UserSpace
 
 AGGREGATES = ("mean", "min", "space_mean", "space_min", "space_softmin")
 MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take them)
-MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds
 MAX_NETWORKS = 100_000  # per task: pool, sample or held-out networks
 MAX_POPULATION = 100_000
 MAX_GENERATIONS = 100_000
@@ -56,9 +56,9 @@ class RunConfig:
     timeout: float = 0.0  # seconds a statistics or fitness job may run (0 = no limit)
 
     @property
-    def job_timeout(self) -> float | None:
-        """``timeout`` as `eznas.parallel.run_tasks` takes it (None for no limit)."""
-        return self.timeout or None
+    def parallel(self) -> Parallel:
+        """The run's parallel settings (`eznas.parallel.Parallel`; timeout 0 is None, no limit)."""
+        return Parallel(self.backend, self.address, self.n_jobs, self.retries, self.timeout or None)
 
 
 @dataclass(frozen=True)

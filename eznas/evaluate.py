@@ -11,6 +11,11 @@ network is built and the batch drawn outside the timer); for an expression, the 
 computes the statistics, measured when this command computes them (statistics found in the
 cache from elsewhere have no timing). Per-network results go to the score cache
 (`eznas.scores`), so repeated and compared evaluations only score what is new.
+
+Networks are scored by jobs (`eznas.parallel.run_tasks`, with the caller's `Parallel` settings),
+each on its own device (`eznas.jobs.job_device`) of the kind the calling process sees: scores
+computed on a GPU go to score files of their own (`eznas.scores`), as statistics do
+(`eznas.pool`).
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from tqdm import tqdm
 from eznas import benchmarks, inputs, proxies
 from eznas.cache import StatsCache
 from eznas.errors import EznasError
-from eznas.parallel import Failed, run_tasks
+from eznas.jobs import device_kind, job_device
+from eznas.netjob import network_and_batch
+from eznas.parallel import Failed, Parallel, run_tasks
 from eznas.pool import fill_cache, load_pool
 from eznas.probe import ProbeSettings
 from eznas.proxy_spec import ProxySpec, resolve, scorer
 from eznas.run import RunInfo, read_run, used_indices
 from eznas.scores import SCORES_DIR, ScoreCache
-from eznas.spaces import build_network
 from eznas.tasks import Task, parse_task
 
 BATCH_SIZE = 64  # images in the batch every proxy sees (the protocol's default)
@@ -56,10 +62,10 @@ def _clean(value: Any) -> tuple[Any, str | None]:
 
 
 def score_network(task: Task, arch: Any, seed: int, batch_size: int, specs: Sequence[ProxySpec],
-                  data_dir: str | None) -> list[dict[str, Any]]:
-    """Worker: build one network and its batch, run each baseline/file proxy on it, time each call."""
-    x, y = inputs.batch(task, batch_size, seed, "real", data_dir)
-    net = build_network(task, arch, seed=NET_SEED)
+                  data_dir: str | None, kind: str = "cpu") -> list[dict[str, Any]]:
+    """Worker: build one network and its batch on this job's device of ``kind``, run each
+    baseline/file proxy on it, time each call."""
+    net, x, y = network_and_batch(task, arch, NET_SEED, batch_size, seed, "real", data_dir, job_device(kind))
     results = []
     for spec in specs:
         func = scorer(spec)
@@ -79,7 +85,8 @@ class _Run:
     task: Task
     seed: int
     batch_size: int
-    jobs: int
+    parallel: Parallel
+    kind: str  # the device kind of the jobs (`eznas.jobs.device_kind`)
     data_dir: str | None
     cache_root: Path
     probe_cfg: ProbeSettings
@@ -101,12 +108,13 @@ def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[Scor
     if not todo:
         return {}
     jobs = [(score_network, (run.task, r["arch"], run.seed, run.batch_size, [specs[i] for i in missing],
-                             run.data_dir)) for r, missing in todo]
+                             run.data_dir, run.kind)) for r, missing in todo]
+    labels = [f"{run.task.name} #{r['index']}" for r, _ in todo]
     lost = {}
     bar = tqdm(total=len(todo), desc=f"scoring {run.task.name}", unit="net", disable=not run.progress,
                dynamic_ncols=True)
     try:
-        for (r, missing), results in zip(todo, run_tasks(jobs, n_jobs=run.jobs)):
+        for (r, missing), results in zip(todo, run_tasks(jobs, run.parallel, labels=labels)):
             if isinstance(results, Failed):
                 lost[r["index"]] = results.error
             else:
@@ -133,12 +141,12 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
 
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
-    seconds = fill_cache(run.task.name, records, cfg, stats_cache, run.jobs, data_dir=run.data_dir,
-                         progress=run.progress).seconds  # a failed probe is tried again by load_pool, untimed
-    batch = load_pool(run.task.name, records, cfg, stats_cache, run.jobs, data_dir=run.data_dir, progress=False)
+    seconds = fill_cache(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir,
+                         run.progress).seconds  # a failed probe is tried again by load_pool, untimed
+    batch = load_pool(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, progress=False)
     kept = set(batch.index.tolist())
     try:
-        values = Evaluator(batch).scores(programs.parse(spec.ref)).double().tolist()
+        values = Evaluator.on_job_device(batch).scores(programs.parse(spec.ref)).double().tolist()
         error = None
     except (RuntimeError, ValueError, IndexError) as e:  # a failing program scores NaN everywhere
         values, error = [math.nan] * len(kept), f"{type(e).__name__}: {' '.join(str(e).split())}"
@@ -269,7 +277,8 @@ def sample_records(task: str | Task, n: int | None, seed: int, data_dir: str | o
     return sorted(records, key=lambda r: r["index"])
 
 
-def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: int = 0, jobs: int = 1,
+def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: int = 0,
+             parallel: Parallel = Parallel(),
              exclude_run: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True,
              batch_size: int = BATCH_SIZE, scores_dir: str | os.PathLike | None = None) -> list[Evaluation]:
@@ -280,9 +289,10 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     proxy_args : PROXY arguments (baseline names, ``.py`` paths, expressions); resolved first,
         so a bad one fails before any work.
     task : task id; n : networks to sample (None = all); seed : sample and batch seed.
-    jobs : parallel workers over networks; exclude_run : an evolution run (its directory, or the
-        ``.json`` record of a proxy it produced: `eznas.report.read_run`) whose networks are left
-        out (its probe settings then also apply to expressions).
+    parallel : where the network jobs run (backend, workers, retries, timeout).
+    exclude_run : an evolution run (its directory, or the ``.json`` record of a proxy it produced:
+        `eznas.report.read_run`) whose networks are left out (its probe settings then also apply
+        to expressions).
     data_dir, cache_dir : benchmark data and cache root (default: as `eznas.cache.StatsCache`).
     progress : show progress bars.
     batch_size : images in the shared batch (64 in the protocol; smaller only for quick checks).
@@ -296,8 +306,7 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     t = parse_task(task)
     if n is not None and n < 2:
         raise EznasError(f"--n {n}: evaluate at least 2 networks")
-    if jobs < 1:
-        raise EznasError(f"--jobs {jobs}: use 1 or more workers")
+    parallel.validate()
     if not 2 <= batch_size <= 5000:
         raise EznasError(f"batch size {batch_size}: use 2..5000 images")
     run = read_run(exclude_run, data_dir) if exclude_run is not None else None
@@ -306,12 +315,12 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
     exclude = used_indices(run.used, t.name) if run is not None else None
     records = sample_records(t, n, seed, data_dir, exclude)
-    return evaluate_records(specs, t, records, seed, jobs, data_dir, cache_dir, progress, batch_size, probe_cfg,
+    return evaluate_records(specs, t, records, seed, parallel, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)
 
 
 def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
-                     jobs: int = 1, data_dir: str | os.PathLike | None = None,
+                     parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None,
                      cache_dir: str | os.PathLike | None = None, progress: bool = True,
                      batch_size: int = BATCH_SIZE, probe_cfg: ProbeSettings | None = None,
                      scores_dir: str | os.PathLike | None = None) -> list[Evaluation]:
@@ -326,9 +335,11 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
     t = parse_task(task)
     probe_cfg = probe_cfg or _probe_config(seed, batch_size, None)
     root = Path(cache_dir) if cache_dir is not None else StatsCache().root
-    run = _Run(t, seed, batch_size, jobs, None if data_dir is None else str(data_dir), root, probe_cfg, progress)
+    kind = device_kind()
+    run = _Run(t, seed, batch_size, parallel, kind, None if data_dir is None else str(data_dir), root, probe_cfg,
+               progress)
     scores = Path(scores_dir) if scores_dir is not None else root / SCORES_DIR
-    caches = [ScoreCache(scores, s, t.name, NET_SEED, seed, batch_size) for s in specs]
+    caches = [ScoreCache(scores, s, t.name, NET_SEED, seed, batch_size, kind) for s in specs]
     if any(c.get(r["index"]) is None for c in caches for r in records):
         inputs.batch(t, batch_size, seed, "real", run.data_dir)  # bad input data: one error before any job
     net_level = [i for i, s in enumerate(specs) if s.kind != "expression"]
@@ -348,7 +359,7 @@ def protocol_spec(text: str, seed: int = 0) -> ProxySpec:
 
 
 def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
-                  jobs: int = 1, data_dir: str | os.PathLike | None = None,
+                  parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
                   scores_dir: str | os.PathLike | None = None) -> Evaluation:
     """One proxy on benchmark records, on the protocol: its `Evaluation` (``scores`` NaN where it failed;
@@ -360,12 +371,12 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
     baseline (``az_nas``) is combined over ``records``.
     """
     spec = proxy if isinstance(proxy, ProxySpec) else protocol_spec(proxy, seed)
-    (result,) = evaluate_records([spec], task, records, seed, jobs, data_dir, cache_dir, progress, scores_dir=scores_dir)
+    (result,) = evaluate_records([spec], task, records, seed, parallel, data_dir, cache_dir, progress, scores_dir=scores_dir)
     return result
 
 
 def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | None, whole_n: int | None = None,
-                   seed: int = 0, jobs: int = 1, exclude_run: str | None = None,
+                   seed: int = 0, parallel: Parallel = Parallel(), exclude_run: str | None = None,
                    exclude_spaces: Sequence[str] = ("nb201", "nds"), data_dir: str | None = None,
                    cache_dir: str | None = None, scores_dir: str | None = None,
                    ) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
@@ -379,7 +390,7 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
     for task in tasks:
         space = parse_task(task).space
         start = time.perf_counter()
-        results[task] = evaluate(proxy_args, task, n=n if space == "nb201" else whole_n, seed=seed, jobs=jobs,
+        results[task] = evaluate(proxy_args, task, n=n if space == "nb201" else whole_n, seed=seed, parallel=parallel,
                                  exclude_run=exclude_run if space in exclude_spaces else None,
                                  data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)

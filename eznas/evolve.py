@@ -234,9 +234,8 @@ def pool_scores(texts: list[str], pool: Resident[StatsBatch], config: Config) ->
 def _run_chunks(chunks: list[list[str]], pool: Resident[StatsBatch], config: Config) -> list[np.ndarray | Failed]:
     """One fitness job per chunk of programs, with the run's retries and timeout."""
     labels = [f"programs {chunk[0]} .. {chunk[-1]}" if len(chunk) > 1 else f"program {chunk[0]}" for chunk in chunks]
-    return run_with(_evaluate_chunk, pool, Evaluator, [(chunk,) for chunk in chunks], labels,
-                    n_jobs=max(1, config.run.n_jobs), backend=config.run.backend, address=config.run.address,
-                    retries=config.run.retries, timeout=config.run.job_timeout)
+    return run_with(_evaluate_chunk, pool, Evaluator.on_job_device, [(chunk,) for chunk in chunks], labels,
+                    config.run.parallel)
 
 
 def _failed(text: str, failed: Failed, n_nets: int) -> np.ndarray:
@@ -341,8 +340,7 @@ def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, ech
     pools, indices = {}, {}
     for task in config.tasks.evolve:
         records = pool_records(config, task, data_dir)
-        pools[task] = load_pool(task, records, config.probe, cache, config.run.n_jobs, config.run.backend,
-                                config.run.address, data_dir, retries=config.run.retries, timeout=config.run.job_timeout)
+        pools[task] = load_pool(task, records, config.probe, cache, config.run.parallel, data_dir)
         indices[task] = pools[task].index.tolist()
     echo("pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
     return pools, indices

@@ -27,6 +27,7 @@ from deap import gp
 
 import primitives
 from eznas import gp as programs
+from eznas.jobs import current_device
 from eznas.statsbatch import StatsBatch
 from eznas.tasks import family
 
@@ -81,15 +82,23 @@ class Evaluator:
     every program's reductions and results) are held apart from matrices, up to
     ``numbers_bytes``, so that the matrices one generation computes do not push out the numbers
     that the next generation reuses; matrices are held up to ``memo_bytes``. One evaluator may
-    serve several threads.
+    serve several threads. Programs run on the device of the batch's tensors (``device``: moved
+    there first); `safe_scores` comes back on the CPU.
     """
 
-    def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30, numbers_bytes: int = 1 << 28):
+    def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30, numbers_bytes: int = 1 << 28,
+                 device: str | None = None):
         _reuse_freed_memory()
-        self.batch = batch
+        self.batch = batch if device is None else batch.to(device)
         self.context = batch.context()
         self._numbers, self._matrices = Memo(numbers_bytes), Memo(memo_bytes)
         self._n_layers = len(batch.seg)
+
+    @classmethod
+    def on_job_device(cls, batch: StatsBatch) -> Evaluator:
+        """An evaluator of ``batch`` on the running job's device (`eznas.jobs.current_device`: a GPU of
+        the worker that holds one, else the CPU), as fitness jobs build it on their worker."""
+        return cls(batch, device=current_device())
 
     def scores(self, tree: gp.PrimitiveTree) -> torch.Tensor:
         """Per-network scores [B] of ``tree`` (may contain non-finite values)."""
@@ -99,7 +108,7 @@ class Evaluator:
     def safe_scores(self, tree: gp.PrimitiveTree) -> np.ndarray:
         """float64 scores [B] of ``tree``; NaN everywhere if a primitive fails (a bad program, not a crash)."""
         try:
-            return self.scores(tree).double().numpy()
+            return self.scores(tree).double().cpu().numpy()
         except (RuntimeError, ValueError, IndexError):
             return np.full(self.batch.n_nets, np.nan)
 
@@ -119,7 +128,7 @@ class Evaluator:
         if name in programs.CONSTANTS:
             typ, v = programs.CONSTANTS[name]
             n = self._n_layers if typ is primitives.LScalar else self.batch.n_nets
-            return torch.full((n,), v, dtype=torch.float32)
+            return torch.full((n,), v, dtype=torch.float32, device=self.batch.seg.device)
         if name in self.batch.layers:
             return self.batch.layers[name]
         return self.batch.net[name]

@@ -4,7 +4,10 @@ Every parallel step of eznas is a list of independent ``(function, args)`` jobs 
 `eznas.parallel.run_tasks` runs each through `call` wherever it lands (the calling process, a
 thread, a loky process, a dask or ray worker). Each running job holds a worker slot 0 .. n-1
 that no other running job holds; `current_device` inside a job gives ``cuda:<slot mod device
-count>`` on a machine with CUDA devices and ``cpu`` without. Jobs in worker threads and
+count>`` on a machine with CUDA devices and ``cpu`` without. The caller fixes the device kind
+of a step (`device_kind`: ``cuda`` when its own machine has CUDA, else ``cpu``; it enters the
+cache keys of non-CPU results), and each job asks `job_device` for its device of that kind,
+on the worker, not in the caller. Jobs in worker threads and
 processes run with ``max(1, cores // n_jobs)`` torch threads (`worker_threads`) when torch is
 loaded. A job that raises returns a `Raised` (its error in one line) instead.
 """
@@ -62,6 +65,31 @@ def current_device() -> str:
         ``"cuda:K"`` or ``"cpu"``, usable as ``torch.device(current_device())``.
     """
     return worker_device(_SLOT.get())
+
+
+def device_kind() -> str:
+    """The device kind of the jobs this process starts: ``"cuda"`` when it sees a CUDA device, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.device_count() else "cpu"
+
+
+def job_device(kind: str) -> str:
+    """The running job's device of kind ``kind``: ``"cpu"``, or `current_device` for ``"cuda"``.
+
+    Raises
+    ------
+    RuntimeError
+        ``kind`` is ``"cuda"`` and this worker has no CUDA device (statistics filed as GPU
+        statistics are never computed on a CPU).
+    """
+    if kind == "cpu":
+        return "cpu"
+    device = current_device()
+    if not device.startswith(kind):
+        raise RuntimeError(f"this worker has no {kind} device, and the caller computes on {kind}: give every worker "
+                           f"one, or run eznas on a machine without one")
+    return device
 
 
 def worker_threads(n_jobs: int, cores: int | None = None) -> int:

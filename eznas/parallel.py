@@ -2,9 +2,9 @@
 
 Every parallel step of eznas is a list of independent ``(function, args)`` jobs. `run_tasks`
 runs them on one of five backends (`eznas.backends`: sequential, threading, loky, dask, ray)
-and yields their results in submission order, so results never depend on the number of
-workers or on where a job ran. What runs inside a worker (slot, device, threads) is
-`eznas.jobs`.
+with one `Parallel` settings object (backend, address, workers, retries, timeout) and yields
+their results in submission order, so results never depend on the number of workers or on
+where a job ran. What runs inside a worker (slot, device, threads) is `eznas.jobs`.
 
 Faults
     A job that raises, whose worker process dies, or that runs longer than ``timeout`` seconds
@@ -34,11 +34,56 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eznas.backends import Pool, in_process, open_pool, require
+from eznas.backends import Pool, check_backend, in_process, open_pool, require
 from eznas.errors import EznasError
 from eznas.jobs import Job, Raised, call
 
 log = logging.getLogger(__name__)
+MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds: the longest job timeout (--timeout, run.timeout)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Where and how the jobs of a parallel step run (the ``--backend/--address/--jobs/--retries/
+    --timeout`` options, or a run config's ``[run]`` table).
+
+    Attributes
+    ----------
+    backend : str
+        ``"loky"``, ``"threading"``, ``"sequential"``, ``"dask"`` or ``"ray"``.
+    address : str
+        dask scheduler (``"tcp://host:8786"``) or ray cluster address; ``""`` starts a local one.
+    jobs : int
+        Workers: threads or processes (1: the calling process), or the local dask cluster's
+        workers or ray's CPUs when no ``address`` is given. With a cluster it is the number of
+        workers that share one machine's cores (torch threads per job = cores // jobs).
+    retries : int
+        Further attempts for a job that raises, kills its worker or times out.
+    timeout : float, optional
+        Seconds a job may run, counted from its start in a worker slot (so a new worker's
+        start-up counts); None for no limit. Not enforced for jobs run in the calling process
+        (the sequential backend, or loky and threading with ``jobs = 1``).
+    """
+
+    backend: str = "loky"
+    address: str = ""
+    jobs: int = 1
+    retries: int = 2
+    timeout: float | None = None
+
+    def validate(self) -> None:
+        """An `EznasError` for an unknown backend, a missing package or an out-of-range number."""
+        require(self.backend, self.jobs)
+        if self.retries < 0:
+            raise EznasError(f"retries must be 0 or more, not {self.retries}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise EznasError(f"a job timeout must be positive seconds (or none), not {self.timeout}")
+
+    def check(self) -> None:
+        """`validate`, and connect to the cluster at ``address`` (`eznas.backends.check_backend`), so that
+        a command fails before any work."""
+        self.validate()
+        check_backend(self.backend, self.jobs, self.address)
 
 
 @dataclass(frozen=True)
@@ -186,30 +231,17 @@ class _Scheduler:
 
 # ----------------------------------------------------------------------------- entry point
 
-def run_tasks(jobs: Sequence[Job], n_jobs: int = 1, backend: str = "loky", address: str = "", *,
-              retries: int = 2, timeout: float | None = None,
+def run_tasks(jobs: Sequence[Job], parallel: Parallel = Parallel(), *,
               labels: Sequence[str] | None = None) -> Iterator[Any]:
-    """Run ``jobs`` on ``backend`` and yield their results in submission order, lazily.
+    """Run ``jobs`` as ``parallel`` says and yield their results in submission order, lazily.
 
     Parameters
     ----------
     jobs : sequence of (function, args)
         Independent jobs; each result is ``function(*args)``. With a process or cluster
         backend, functions, arguments and results must pickle (module-level functions do).
-    n_jobs : int
-        Workers: threads or processes (1: the calling process), or the local dask cluster's
-        workers or ray's CPUs when no ``address`` is given. With a cluster it is the number of
-        workers that share one machine's cores (torch threads per job = cores // n_jobs).
-    backend : str
-        ``"loky"``, ``"threading"``, ``"sequential"``, ``"dask"`` or ``"ray"``.
-    address : str
-        dask scheduler (``"tcp://host:8786"``) or ray cluster address; ``""`` starts a local one.
-    retries : int
-        Further attempts for a job that raises, kills its worker or times out.
-    timeout : float, optional
-        Seconds a job may run, counted from its start in a worker slot (so a new worker's
-        start-up counts); None for no limit. Not enforced for jobs run in the calling process
-        (the sequential backend, or loky and threading with ``n_jobs = 1``).
+    parallel : Parallel
+        Backend, address, workers, retries and timeout.
     labels : sequence of str, optional
         A name for each job, used in log lines (default: the function's name).
 
@@ -222,22 +254,18 @@ def run_tasks(jobs: Sequence[Job], n_jobs: int = 1, backend: str = "loky", addre
     ------
     EznasError
         An unknown backend, a missing optional package (dask, ray), an unreachable cluster,
-        or an out-of-range ``n_jobs``, ``retries`` or ``timeout``.
+        or an out-of-range ``jobs``, ``retries`` or ``timeout``.
     """
-    require(backend, n_jobs)
-    if retries < 0:
-        raise EznasError(f"retries must be 0 or more, not {retries}")
-    if timeout is not None and not timeout > 0:
-        raise EznasError(f"a job timeout must be positive seconds (or none), not {timeout}")
+    parallel.validate()
     if labels is not None and len(labels) != len(jobs):
         raise ValueError(f"{len(labels)} labels for {len(jobs)} jobs")
-    if timeout is not None and in_process(backend, n_jobs):
-        warnings.warn(f"backend {backend!r} with {n_jobs} worker(s) runs jobs in the calling process and cannot "
-                      "enforce a job timeout; use loky with 2 or more workers", RuntimeWarning, stacklevel=2)
-    return _results(list(jobs), n_jobs, backend, address, retries, timeout, labels)
+    if parallel.timeout is not None and in_process(parallel.backend, parallel.jobs):
+        warnings.warn(f"backend {parallel.backend!r} with {parallel.jobs} worker(s) runs jobs in the calling process "
+                      "and cannot enforce a job timeout; use loky with 2 or more workers", RuntimeWarning, stacklevel=2)
+    return _results(list(jobs), parallel, labels)
 
 
-def _results(jobs: list[Job], n_jobs: int, backend: str, address: str, retries: int, timeout: float | None,
-             labels: Sequence[str] | None) -> Iterator[Any]:
+def _results(jobs: list[Job], parallel: Parallel, labels: Sequence[str] | None) -> Iterator[Any]:
     if jobs:  # the pool (a local cluster, maybe) opens at the first result asked for
-        yield from _Scheduler(open_pool(backend, n_jobs, address, len(jobs)), jobs, retries, timeout, labels)
+        pool = open_pool(parallel.backend, parallel.jobs, parallel.address, len(jobs))
+        yield from _Scheduler(pool, jobs, parallel.retries, parallel.timeout, labels)

@@ -4,6 +4,12 @@ Each network is built (seeded), fed one minibatch, probed, and its statistics st
 cache under a key of everything that changes the numbers; later runs reload instead of
 recomputing. Missing networks are computed on parallel workers (`eznas.parallel.run_tasks`) with
 a progress bar; a network whose statistics keep failing is left out of the pool.
+
+Device policy: each job probes on its own device (`eznas.jobs.job_device`) of the kind its caller
+sees (`eznas.jobs.device_kind`), and the statistics are stored as CPU float32 either way. GPU
+arithmetic rounds differently, so statistics computed on a non-CPU device carry the device kind
+in their cache key and metadata (``"device": "cuda"``): CPU keys and files stay as they were, and
+GPU statistics never mix with CPU ones in a pool.
 """
 
 from __future__ import annotations
@@ -20,20 +26,31 @@ from tqdm import tqdm
 from eznas import inputs
 from eznas.cache import StatsCache, stats_key
 from eznas.errors import EznasError
-from eznas.parallel import Failed, run_tasks
+from eznas.jobs import device_kind, job_device
+from eznas.netjob import network_and_batch
+from eznas.parallel import Failed, Parallel, run_tasks
 from eznas.probe import LAYER_SCALARS, PROBE_VERSION, NetworkStats, ProbeSettings, probe
-from eznas.spaces import build_network
 from eznas.statsbatch import StatsBatch, stack
 from eznas.tasks import Task, parse_task
 
 log = logging.getLogger(__name__)
 
 
-def network_key(task: str | Task, arch: Any, cfg: ProbeSettings) -> str:
-    """Cache key of one network's statistics: the one place that says what changes them."""
+def network_key(task: str | Task, arch: Any, cfg: ProbeSettings, kind: str = "cpu") -> str:
+    """Cache key of one network's statistics: the one place that says what changes them
+    (``kind``: the device kind that computed them, in the key unless it is the CPU)."""
     return stats_key(task=parse_task(task).name, arch=arch, net_seed=cfg.net_seed,
                      batch={"n": cfg.batch_size, "seed": cfg.batch_seed, "kind": cfg.input_kind},
-                     probe=cfg.cache_fields(), version=PROBE_VERSION)
+                     probe=cfg.cache_fields(), version=PROBE_VERSION, **_device(kind))
+
+
+def network_meta(task: str | Task, arch: Any, kind: str = "cpu") -> dict[str, Any]:
+    """The metadata stored with one network's statistics (the device kind unless it is the CPU)."""
+    return {"task": parse_task(task).name, "arch": arch, **_device(kind)}
+
+
+def _device(kind: str) -> dict[str, str]:
+    return {} if kind == "cpu" else {"device": kind}
 
 
 def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
@@ -43,21 +60,24 @@ def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
             **{name: () for name in LAYER_SCALARS}}
 
 
-def compute_stats(task: str | Task, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None) -> NetworkStats:
-    """Build the network, draw its minibatch and probe it (no cache)."""
-    net = build_network(task, arch, seed=cfg.net_seed)
-    x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
+def compute_stats(task: str | Task, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None,
+                  device: str = "cpu") -> NetworkStats:
+    """Build the network, draw its minibatch and probe it on ``device`` (no cache)."""
+    data = None if data_dir is None else str(data_dir)
+    net, x, y = network_and_batch(task, arch, cfg.net_seed, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data,
+                                  device)
     return probe(net, x, y, cfg)
 
 
-def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None) -> float:
-    """Worker: build one network, draw its batch, probe it into the cache; returns the probe's seconds."""
-    net = build_network(task, arch, seed=cfg.net_seed)
-    x, y = inputs.batch(task, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir)
+def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, kind: str) -> float:
+    """Worker: probe one network into the cache on this job's device of ``kind``; returns the probe's seconds."""
+    device = job_device(kind)
+    net, x, y = network_and_batch(task, arch, cfg.net_seed, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir,
+                                  device)
     start = time.perf_counter()
     stats = probe(net, x, y, cfg)
     seconds = time.perf_counter() - start
-    StatsCache(cache_root).save(network_key(task, arch, cfg), stats, {"task": parse_task(task).name, "arch": arch})
+    StatsCache(cache_root).save(network_key(task, arch, cfg, kind), stats, network_meta(task, arch, kind))
     return seconds
 
 
@@ -71,19 +91,20 @@ class Filled:
 
 def fill_cache(
     task: str | Task, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
-    n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
-    progress: bool = True, *, retries: int = 2, timeout: float | None = None,
+    parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> Filled:
-    """Compute and cache the statistics of every record not cached yet.
+    """Compute and cache the statistics of every record not cached yet, on the device kind this
+    process sees (`eznas.jobs.device_kind`).
 
-    A network whose job fails on all ``retries + 1`` attempts (raises, kills its worker, runs
-    past ``timeout`` seconds) is not cached, and a warning names it:
+    A network whose job fails on all ``parallel.retries + 1`` attempts (raises, kills its worker,
+    runs past ``parallel.timeout`` seconds) is not cached, and a warning names it:
     ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
     """
     t = parse_task(task)  # jobs get the parsed task: a user space's declaration travels with it
-    todo = [r for r in records if network_key(t, r["arch"], cfg) not in cache]
+    kind = device_kind()
+    todo = [r for r in records if network_key(t, r["arch"], cfg, kind) not in cache]
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
-    jobs = [(_fill_one, (t, r["arch"], cfg, root, data)) for r in todo]
+    jobs = [(_fill_one, (t, r["arch"], cfg, root, data, kind)) for r in todo]
     labels = [f"{t.name} #{r['index']}" for r in todo]
     filled = Filled({}, {})
     if not todo:
@@ -92,8 +113,7 @@ def fill_cache(
     cache.check_writable()
     bar = tqdm(total=len(todo), desc=f"stats {t.name}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
-        results = run_tasks(jobs, n_jobs=n_jobs, backend=backend, address=address, retries=retries,
-                            timeout=timeout, labels=labels)
+        results = run_tasks(jobs, parallel, labels=labels)
         for r, label, result in zip(todo, labels, results):
             if isinstance(result, Failed):
                 log.warning("%s left out after %d attempts: %s", label, result.attempts, result.error)
@@ -108,24 +128,23 @@ def fill_cache(
 
 def load_pool(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
-    n_jobs: int = 1, backend: str = "loky", address: str = "", data_dir: str | os.PathLike | None = None,
-    progress: bool = True, *, retries: int = 2, timeout: float | None = None,
+    parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> StatsBatch:
     """The `StatsBatch` of ``records`` of ``task``, computing what the cache lacks first.
 
     Networks whose statistics failed (see `fill_cache`) are left out: the batch's ``index``
     holds the benchmark indices of the networks kept, in the order of ``records``.
     """
-    failed = fill_cache(task, records, cfg, cache, n_jobs, backend, address, data_dir, progress,
-                        retries=retries, timeout=timeout).failed
+    failed = fill_cache(task, records, cfg, cache, parallel, data_dir, progress).failed
     kept = [r for r in records if r["index"] not in failed]
+    kind = device_kind()
     stats = []
     for r in kept:
-        key = network_key(task, r["arch"], cfg)
+        key = network_key(task, r["arch"], cfg, kind)
         s = cache.load(key, stat_shapes(cfg))
         if s is None:  # damaged file: the cache warned; recompute in-process
-            s = compute_stats(task, r["arch"], cfg, data_dir)
-            cache.save(key, s, {"task": task, "arch": r["arch"]})
+            s = compute_stats(task, r["arch"], cfg, data_dir, job_device(kind))
+            cache.save(key, s, network_meta(task, r["arch"], kind))
         stats.append(s)
     if not stats:
         raise EznasError(f"{task}: the statistics of all {len(records)} networks failed (see the warnings above)")

@@ -76,8 +76,7 @@ def unseen_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_
                        heldout_records(task, cfg, run.used, data_dir))
             echo(f"scoring {len(todo)} programs on {len(records)} unseen networks of {task} "
                  "(statistics cached; --no-heldout skips this)")
-            batch = load_pool(task, records, cfg.probe, cache, cfg.run.n_jobs, cfg.run.backend, cfg.run.address,
-                              data_dir, retries=cfg.run.retries, timeout=cfg.run.job_timeout)
+            batch = load_pool(task, records, cfg.probe, cache, cfg.run.parallel, data_dir)
             evaluator = Evaluator(batch)
             for e in todo:
                 known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e), penalise_ties=False).taus[task]
@@ -156,9 +155,7 @@ def pool_batch(out: Path, data_dir: str | None = None, cache_dir: str | None = N
     parts = []
     for task, indices in run.pools.items():
         everything = benchmarks.load_task(task, data_dir)
-        parts.append(load_pool(task, [everything[i] for i in indices], cfg.probe, cache, cfg.run.n_jobs,
-                               cfg.run.backend, cfg.run.address, data_dir, retries=cfg.run.retries,
-                               timeout=cfg.run.job_timeout))
+        parts.append(load_pool(task, [everything[i] for i in indices], cfg.probe, cache, cfg.run.parallel, data_dir))
     return concat(parts)
 
 

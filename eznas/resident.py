@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from eznas.parallel import run_tasks
+from eznas.parallel import Parallel, run_tasks
 
 T = TypeVar("T")
 KEEP = 1  # values a process keeps (with what it built from them): a run has one pool
@@ -92,19 +92,20 @@ def _call_with(func: Callable[..., Any], handle: Resident[T], build: Callable[[T
 
 
 def run_with(func: Callable[..., Any], handle: Resident[T], build: Callable[[T], Any], args: Sequence[tuple[Any, ...]],
-             labels: Sequence[str], **run: Any) -> list[Any]:
+             labels: Sequence[str], parallel: Parallel = Parallel()) -> list[Any]:
     """Run ``func(build(handle value), *a)`` for each ``a`` in ``args`` and return the results in order.
 
-    The jobs go through `eznas.parallel.run_tasks` (``run``: its backend, worker and fault
+    The jobs go through `eznas.parallel.run_tasks` (``parallel``: its backend, worker and fault
     settings; ``labels``: one per job), first with the key only; those that land in a process
-    without the value run once more, carrying it. A job that fails is `eznas.parallel.Failed`.
+    without the value run once more, carrying it. ``build`` runs inside a job, so it may take the
+    job's device (`eznas.jobs.current_device`). A job that fails is `eznas.parallel.Failed`.
     """
-    results = list(run_tasks([(_call_with, (func, handle, build, *a)) for a in args], labels=labels, **run))
+    results = list(run_tasks([(_call_with, (func, handle, build, *a)) for a in args], parallel, labels=labels))
     cold = [i for i, r in enumerate(results) if isinstance(r, Missing)]
     if cold:
         carried = handle.carrying()
         again = run_tasks([(_call_with, (func, carried, build, *args[i])) for i in cold],
-                          labels=[labels[i] for i in cold], **run)
+                          parallel, labels=[labels[i] for i in cold])
         for i, result in zip(cold, again):
             results[i] = result
     return results

@@ -3,7 +3,8 @@
 Files live under ``<cache root>/scores/`` (or ``--scores-dir``), named by the sha256 of their
 header: the proxy's identity (baseline name and version, the sha256 of a proxy file, or the
 expression with its probe settings and the probe version), the task, the net seed and the
-batch. They are written atomically every few seconds and at the end, so repeated and compared
+batch, and the device kind when it is not the CPU (GPU scores round differently: they never mix
+with CPU ones, and CPU files keep their names). They are written atomically every few seconds and at the end, so repeated and compared
 evaluations only score what is new and a killed run resumes. A score directory copied to
 another machine serves there as it is (no statistics are needed for the networks it holds).
 """
@@ -34,9 +35,11 @@ class ScoreCache:
     "error": str | None}``; ``value`` None means the proxy failed on that network.
     """
 
-    def __init__(self, directory: Path, spec: ProxySpec, task: str, net_seed: int, seed: int, batch_size: int) -> None:
+    def __init__(self, directory: Path, spec: ProxySpec, task: str, net_seed: int, seed: int, batch_size: int,
+                 device: str = "cpu") -> None:
         header = {"proxy": spec.identity, "task": task, "net_seed": net_seed,
-                  "batch": {"n": batch_size, "seed": seed, "kind": "real"}, "version": SCORES_VERSION}
+                  "batch": {"n": batch_size, "seed": seed, "kind": "real"}, "version": SCORES_VERSION,
+                  **({} if device == "cpu" else {"device": device})}
         key = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         self.path = directory / f"{key}.json"
         self.header = {**header, "label": spec.label}

@@ -6,8 +6,8 @@ A PROXY is anything `eznas evaluate` accepts (a baseline name, a ``.py`` file de
 seed 0 and scored on the shared batch of 64 real images drawn with **batch seed 0**, whatever
 the search seed. The per-network scores therefore go to (and come from) the same score cache
 as ``eznas evaluate --seed 0``, and are shared across search seeds and strategies; the search
-seed only drives the strategy's random choices. Results do not depend on ``jobs`` (it only
-parallelises the scoring of a batch of networks).
+seed only drives the strategy's random choices. Results do not depend on the parallel settings
+(backend, workers, retries, timeout: they only say where a batch of networks is scored).
 
 Strategies (``budget`` = number of distinct architectures scored):
 
@@ -42,6 +42,7 @@ from tqdm import tqdm
 from eznas import benchmarks, proxies
 from eznas.errors import EznasError
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation, median_known, protocol_spec, score_records
+from eznas.parallel import Parallel
 from eznas.proxy_spec import ProxySpec
 from eznas.spaces.nb201 import OPS, parse_arch
 from eznas.tasks import parse_task
@@ -60,7 +61,7 @@ class SearchResult:
 
     Attributes
     ----------
-    task, proxy (display label), proxy_arg (as given), strategy, budget, seed, jobs : the settings.
+    task, proxy (display label), proxy_arg (as given), strategy, budget, seed, jobs (workers) : the settings.
     population, tournament : REA settings (None for random search).
     index, arch, score, accuracy : the selected architecture, its proxy score and its test accuracy (%).
     best_accuracy : the best test accuracy in the task's space.
@@ -143,10 +144,10 @@ def mutate(arch: str, rng: np.random.Generator) -> str:
 class _Scorer:
     """Scores distinct records once, in chunks, through the score cache; keeps the scores of all seen."""
 
-    def __init__(self, spec: ProxySpec, task: str, records: list[dict[str, Any]], jobs: int,
+    def __init__(self, spec: ProxySpec, task: str, records: list[dict[str, Any]], parallel: Parallel,
                  data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None,
                  scores_dir: str | os.PathLike | None, bar: tqdm) -> None:
-        self.spec, self.task, self.records, self.jobs = spec, task, records, jobs
+        self.spec, self.task, self.records, self.parallel = spec, task, records, parallel
         self.data_dir, self.cache_dir, self.scores_dir, self.bar = data_dir, cache_dir, scores_dir, bar
         self.set_level = spec.kind == "baseline" and proxies.get(spec.ref).combine is not None
         self.order: list[int] = []  # indices in the order first scored
@@ -167,7 +168,7 @@ class _Scorer:
             self.bar.update(len(part))
 
     def _score(self, indices: Sequence[int]) -> Evaluation:
-        return score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.jobs,
+        return score_records(self.spec, self.task, [self.records[i] for i in indices], BATCH_SEED, self.parallel,
                              self.data_dir, self.cache_dir, progress=False, scores_dir=self.scores_dir)
 
     def cost_seconds(self) -> float:
@@ -209,7 +210,7 @@ def _rea(score: _Scorer, budget: int, rng: np.random.Generator, population_size:
     return cycles
 
 
-def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: int = 1,
+def search(proxy: str, task: str, strategy: str, budget: int, seed: int, parallel: Parallel = Parallel(),
            data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
            progress: bool = True, population: int = POPULATION, tournament: int = TOURNAMENT,
            scores_dir: str | os.PathLike | None = None) -> SearchResult:
@@ -222,7 +223,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
     strategy : ``"random"`` or ``"rea"`` (see the module docstring).
     budget : distinct architectures to score (``random``: at most the size of the space).
     seed : seed of the strategy's random choices (not of the scoring batch, which is the protocol's seed 0).
-    jobs : parallel workers over networks (does not change the result).
+    parallel : where the network jobs run: backend, workers, retries, timeout (does not change the result).
     data_dir, cache_dir : benchmark data and cache root (as `eznas.evaluate.evaluate`).
     progress : show a progress bar over the budget.
     population, tournament : REA population and tournament sizes (64 and 16 in the protocol).
@@ -241,8 +242,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
                          f"(use --strategy random, or an nb201:<dataset> task)")
     if budget < 1:
         raise EznasError(f"--budget {budget}: score at least 1 architecture")
-    if jobs < 1:
-        raise EznasError(f"--jobs {jobs}: use 1 or more workers")
+    parallel.validate()
     if strategy == "rea" and not (population >= 1 and tournament >= 1):
         raise EznasError(f"REA population {population} and tournament {tournament} must be at least 1")
     spec = protocol_spec(proxy, BATCH_SEED)
@@ -253,7 +253,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
     rng = np.random.default_rng(seed)
     bar = tqdm(total=budget, desc=f"{strategy} {t.name} {spec.label}"[:60], unit="net", disable=not progress,
                dynamic_ncols=True)
-    score = _Scorer(spec, t.name, records, jobs, data_dir, cache_dir, scores_dir, bar)
+    score = _Scorer(spec, t.name, records, parallel, data_dir, cache_dir, scores_dir, bar)
     try:
         if strategy == "random":
             score([r["index"] for r in benchmarks.sample(t, budget, seed, data_dir)])
@@ -269,7 +269,7 @@ def search(proxy: str, task: str, strategy: str, budget: int, seed: int, jobs: i
     accuracy = np.array([r["accuracy"] for r in records], dtype=float)
     chosen = records[best]
     return SearchResult(
-        task=t.name, proxy=spec.label, proxy_arg=proxy, strategy=strategy, budget=budget, seed=seed, jobs=jobs,
+        task=t.name, proxy=spec.label, proxy_arg=proxy, strategy=strategy, budget=budget, seed=seed, jobs=parallel.jobs,
         population=population if strategy == "rea" else None, tournament=tournament if strategy == "rea" else None,
         index=best, arch=chosen["arch"], score=score.scores[best], accuracy=float(chosen["accuracy"]),
         best_accuracy=float(accuracy.max()), percentile=float(100.0 * np.mean(accuracy <= chosen["accuracy"])),

@@ -59,6 +59,14 @@ class StatsBatch:
         h.update("\0".join(map(str, self.task)).encode())
         return h.hexdigest()
 
+    def to(self, device: str | torch.device) -> StatsBatch:
+        """The batch with its tensors on ``device`` (itself when they are there already)."""
+        if self.seg.device == torch.device(device):
+            return self
+        return StatsBatch(layers={k: v.to(device) for k, v in self.layers.items()},
+                          net={k: v.to(device) for k, v in self.net.items()}, seg=self.seg.to(device),
+                          accuracy=self.accuracy, task=self.task, index=self.index)
+
     def select(self, nets: Sequence[int] | np.ndarray) -> StatsBatch:
         """The sub-batch of the given network positions, in that order."""
         nets = torch.as_tensor(np.asarray(nets, dtype=np.int64))

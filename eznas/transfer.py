@@ -20,6 +20,7 @@ from eznas import evolve, proxies
 from eznas.errors import EznasError
 from eznas.evaluate import Evaluation, evaluate_tasks
 from eznas.export import export_run
+from eznas.parallel import Parallel
 from eznas.report import chosen_rank
 from eznas.run import CHECKPOINT, read_checkpoint
 
@@ -77,12 +78,12 @@ def evolve_fold(base: config_mod.Config, left_out: str, runs: Path, data_dir: st
     return record
 
 
-def score_fold(record: Path, left_out: str, n: int | None, whole_n: int | None, seed: int = 0, jobs: int = 1,
-               data_dir: str | None = None, cache_dir: str | None = None, scores_dir: str | None = None,
-               baselines: list[str] | None = None) -> dict[str, list[Evaluation]]:
+def score_fold(record: Path, left_out: str, n: int | None, whole_n: int | None, seed: int = 0,
+               parallel: Parallel = Parallel(), data_dir: str | None = None, cache_dir: str | None = None,
+               scores_dir: str | None = None, baselines: list[str] | None = None) -> dict[str, list[Evaluation]]:
     """The fold's program (its record, scored by the engine) and the baselines (default: every one) on the
     left-out family's tasks: ``n`` networks per NB201 dataset, ``whole_n`` per other task (None: all)."""
     baselines = proxies.names() if baselines is None else baselines
-    *_, (_, results) = evaluate_tasks([str(record), *baselines], family(left_out).score, n, whole_n, seed, jobs,
+    *_, (_, results) = evaluate_tasks([str(record), *baselines], family(left_out).score, n, whole_n, seed, parallel,
                                       str(record), data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)
     return results

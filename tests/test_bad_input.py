@@ -110,6 +110,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("export rank negative", lambda t: ["export", _run_dir(t), "-o", str(t / "p.py"), "--rank", "-1"],
      "out of range"),
     ("evaluate n one", lambda t: ["evaluate", "params", "--task", "nb201:cifar10", "--n", "1"], "out of range"),
+    ("evaluate timeout negative", lambda t: ["evaluate", "params", "--task", "nb201:cifar10", "--timeout", "-1"],
+     "out of range"),
+    ("search retries huge", lambda t: ["search", "--proxy", "params", "--task", "nb201:cifar10", "--retries", "101"],
+     "out of range"),
+    ("evolve timeout not a number", lambda t: [*EVOLVE, _config(t, ""), "--out", str(t / "r"), "--timeout", "soon"],
+     "not a number of seconds"),
     # proxies
     ("unknown proxy", lambda t: ["evaluate", "snipp", "--task", "nb201:cifar10"], "unknown proxy 'snipp'"),
     ("proxy file missing", lambda t: ["evaluate", str(t / "gone.py"), "--task", "nb201:cifar10"], "not found"),

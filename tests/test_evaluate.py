@@ -19,6 +19,7 @@ import eznas.evaluate as ev
 import eznas.pool as pool_module
 from eznas import benchmarks, config
 from eznas.errors import EznasError
+from eznas.parallel import Parallel
 from eznas.cli import main
 from eznas.proxy_spec import resolve
 from eznas.run import CHECKPOINT, CHECKPOINT_VERSION
@@ -78,8 +79,9 @@ def test_sanity_on_nb201_cifar10_networks(data_dir: Path, tmp_path: Path) -> Non
     """Params/FLOPs Kendall tau within 0.1 of the published 0.59-0.62 on 200 networks; NASWOT and synflow
     rank positively on 80 of them. Params, FLOPs and synflow do not depend on the batch; NASWOT sees 16
     of the protocol's 64 images here to keep the test fast."""
-    results = [*_evaluate(["params", "flops"], data_dir, tmp_path, task="nb201:cifar10", n=200, seed=0, jobs=2),
-               *_evaluate(["synflow", "naswot"], data_dir, tmp_path, task="nb201:cifar10", n=80, seed=0, jobs=2)]
+    two = Parallel(jobs=2)
+    results = [*_evaluate(["params", "flops"], data_dir, tmp_path, task="nb201:cifar10", n=200, seed=0, parallel=two),
+               *_evaluate(["synflow", "naswot"], data_dir, tmp_path, task="nb201:cifar10", n=80, seed=0, parallel=two)]
     by_name = {e.proxy: e for e in results}
     for e in results:
         print(f"{e.proxy}: n={len(e.scores)} failed={e.failed} tau={e.kendall_tau:.4f} rho={e.spearman_rho:.4f}")

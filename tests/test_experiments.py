@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,15 @@ def test_search_script_summarises_seeds(tmp_path: Path) -> None:
     runs = list(csv.DictReader((tmp_path / "s_runs.csv").open()))
     assert summary["seeds"] == "2" and [r["seed"] for r in runs] == ["0", "1"]
     assert float(summary["mean_accuracy"]) == pytest.approx(sum(float(r["accuracy"]) for r in runs) / 2)
+
+
+def test_gpu_benchmark_says_when_there_is_no_cuda_and_agrees_with_itself_on_the_cpu(tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        assert json.loads(_script("bench_gpu.py", cwd=tmp_path).stdout.splitlines()[-1]) == {
+            "cuda": False, "note": "no CUDA device on this machine: nothing measured"}
+    result = json.loads(_script("bench_gpu.py", "--quick", cwd=tmp_path).stdout.splitlines()[-1])
+    assert result["devices"] == ["cpu", "cpu"] and result["networks"] == 2
+    assert set(result["max_relative_difference"].values()) == {0.0} and result["tau_difference"] == 0.0
+    assert result["stats_nets_per_s"][0] > 0 and result["fitness_programs_per_s"][1] > 0

@@ -12,7 +12,7 @@ from conftest import needs_data, run_cli, tiny_config
 
 pytest.importorskip("ray", reason="ray not installed: pip install 'eznas[ray]'")
 
-from eznas.parallel import Failed, run_tasks  # noqa: E402
+from eznas.parallel import Failed, Parallel, run_tasks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,6 @@ def test_ray_jobs_come_back_in_order_and_failures_as_failed():
     # stdlib functions: ray workers import a job's function by name, and this test file is not importable there
     jobs = [(operator.mul, (i, 2)) for i in range(5)]
     jobs[3] = (int, ("not a number",))
-    results = list(run_tasks(jobs, n_jobs=2, backend="ray", retries=1))
+    results = list(run_tasks(jobs, Parallel(jobs=2, backend="ray", retries=1)))
     assert results[:3] == [0, 2, 4] and results[4] == 8
     assert isinstance(results[3], Failed) and results[3].attempts == 2 and "ValueError" in results[3].error

@@ -16,6 +16,7 @@ from eznas import resident
 from joblib.externals.loky import get_reusable_executor
 
 from eznas.backends import _LokyPool, close_clusters
+from eznas.parallel import Parallel
 from eznas.resident import Missing, Resident, resolve, run_with
 
 BUILDS: list[int] = []  # per process: the length of every value built from (each test's values have their own)
@@ -53,7 +54,7 @@ def test_jobs_in_the_calling_process_share_the_value_itself(backend, n_jobs):
     handle = Resident("v1", value)
     for _ in range(2):
         results = run_with(look, handle, build, [(i,) for i in range(6)], [str(i) for i in range(6)],
-                           n_jobs=n_jobs, backend=backend)
+                           Parallel(jobs=n_jobs, backend=backend))
         assert [r[3] for r in results] == list(range(6))
         assert {r[1] for r in results} == {id(value)}  # not a copy
     assert BUILDS == [10]  # built once, kept for the second call
@@ -70,7 +71,7 @@ def test_a_worker_process_receives_the_value_once_and_keeps_it():
     pids: set[int] = set()
     for _ in range(3):
         results = run_with(look, handle, build, [(i,) for i in range(4)], [str(i) for i in range(4)],
-                           n_jobs=2, backend="loky")
+                           Parallel(jobs=2, backend="loky"))
         assert [r[3] for r in results] == [0.0, 1.0, 2.0, 3.0]
         assert all(builds == 1 for _, _, builds, _ in results)  # each worker built the value once
         pids |= {pid for pid, _, _, _ in results}
@@ -82,9 +83,9 @@ def test_a_worker_process_receives_the_value_once_and_keeps_it():
 def test_another_value_is_another_key():
     a, b = Resident("a", np.zeros(3)), Resident("b", np.ones(3))
     args, labels = [(0,), (1,)], ["0", "1"]
-    assert [r[3] for r in run_with(look, a, build, args, labels, n_jobs=2, backend="loky")] == [0.0, 0.0]
-    assert [r[3] for r in run_with(look, b, build, args, labels, n_jobs=2, backend="loky")] == [1.0, 1.0]
-    assert [r[3] for r in run_with(look, a, build, args, labels, n_jobs=2, backend="loky")] == [0.0, 0.0]
+    assert [r[3] for r in run_with(look, a, build, args, labels, Parallel(jobs=2, backend="loky"))] == [0.0, 0.0]
+    assert [r[3] for r in run_with(look, b, build, args, labels, Parallel(jobs=2, backend="loky"))] == [1.0, 1.0]
+    assert [r[3] for r in run_with(look, a, build, args, labels, Parallel(jobs=2, backend="loky"))] == [0.0, 0.0]
 
 
 def test_a_dask_worker_gets_the_value_carried_once():
@@ -94,7 +95,7 @@ def test_a_dask_worker_gets_the_value_carried_once():
     try:
         for _ in range(2):
             results = run_with(look, handle, build, [(i,) for i in range(4)], [str(i) for i in range(4)],
-                               n_jobs=2, backend="dask")
+                               Parallel(jobs=2, backend="dask"))
             assert [r[3] for r in results] == [0.0, 1.0, 2.0, 3.0] and all(r[2] == 1 for r in results)
     finally:
         close_clusters()
@@ -138,7 +139,7 @@ def test_a_call_with_fewer_jobs_keeps_the_workers_and_what_they_hold():
     started: set[int] = set()
     for n in (6, 1, 6):
         results = run_with(look_slowly, handle, build, [(i,) for i in range(n)], [str(i) for i in range(n)],
-                           n_jobs=3, backend="loky")
+                           Parallel(jobs=3, backend="loky"))
         assert [r[3] for r in results] == [float(i) for i in range(n)] and all(r[2] == 1 for r in results)
         started |= {r[0] for r in results}
     assert all(_alive(pid) for pid in started)

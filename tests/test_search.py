@@ -18,6 +18,7 @@ import torch
 import eznas.evaluate as ev
 from eznas import benchmarks, search as se
 from eznas.errors import EznasError
+from eznas.parallel import Parallel
 from eznas.proxy_spec import resolve
 from eznas.scores import SCORES_DIR, ScoreCache
 from eznas.spaces import build_network, count_params
@@ -132,8 +133,8 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
 
 
 def test_jobs_do_not_change_the_result(data_dir: Path, tmp_path: Path) -> None:
-    one = _search(data_dir, tmp_path / "one", strategy="rea", budget=12, seed=5, jobs=1)
-    two = _search(data_dir, tmp_path / "two", strategy="rea", budget=12, seed=5, jobs=2)
+    one = _search(data_dir, tmp_path / "one", strategy="rea", budget=12, seed=5, parallel=Parallel(jobs=1))
+    two = _search(data_dir, tmp_path / "two", strategy="rea", budget=12, seed=5, parallel=Parallel(jobs=2))
     assert one.scored == two.scored and one.index == two.index
 
 

@@ -15,6 +15,7 @@ from conftest import DATA_DIR, needs_data, run_cli
 from eznas import benchmarks, user_spaces
 from eznas.cli import main
 from eznas.errors import EznasError
+from eznas.parallel import Parallel
 from eznas.evaluate import evaluate_records
 from eznas.proxy_spec import resolve
 
@@ -58,8 +59,8 @@ def test_a_user_space_scores_exactly_as_the_builtin_task(tmp_path: Path) -> None
     records = benchmarks.load_task("user:again")
     assert [r["arch"] for r in records] == [r["arch"] for r in benchmarks.load_task("nb201:cifar10", DATA_DIR)[:4]]
     proxies = ["params", "naswot", "n_add(log_params, log_grad_norm)"]
-    results = {task: evaluate_records([resolve(p) for p in proxies], task, records, jobs=1, data_dir=DATA_DIR,
-                                      cache_dir=tmp_path / "cache", progress=False)
+    results = {task: evaluate_records([resolve(p) for p in proxies], task, records, parallel=Parallel(jobs=1),
+                                      data_dir=DATA_DIR, cache_dir=tmp_path / "cache", progress=False)
                for task in ("user:again", "nb201:cifar10")}
     for mine, builtin in zip(results["user:again"], results["nb201:cifar10"]):
         np.testing.assert_array_equal(mine.scores, builtin.scores)

@@ -92,7 +92,7 @@ def fisher(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float
         for handle in handles:
             handle.remove()
     grads = torch.autograd.grad(loss, outputs, allow_unused=True)
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=inputs.device)
     for act, grad in zip(outputs, grads):
         if grad is None:
             continue
