@@ -42,6 +42,7 @@ def test_missing_data_directory(tmp_path):
     _assert_clean_error(run_cli("info", "nb201:cifar10", "--data-dir", str(tmp_path / "nowhere")), "not found", "nowhere")
 
 
+@pytest.mark.slow
 @needs_data
 def test_truncated_json_and_csv(data_dir, tmp_path):
     (tmp_path / "nds").mkdir()
@@ -75,6 +76,7 @@ def test_bad_configs(tmp_path, capsys):
     _assert_clean_error(run_cli("evolve", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "run")), "not found")
 
 
+@pytest.mark.slow
 def test_malformed_csv_row_and_json_structure(tmp_path):
     (tmp_path / "nb201").mkdir()
     (tmp_path / "nb201" / "nats_bench.csv").write_text(
@@ -101,6 +103,7 @@ def _fake_run(out, config: dict) -> bytes:
     return (out / "checkpoint.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_run_directory_holding_a_different_run(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[evolution]\ngenerations = 1\n")

@@ -22,6 +22,8 @@ from eznas.errors import EznasError  # noqa: E402
 from eznas.backends import check_backend, close_clusters
 from eznas.parallel import Failed, Parallel, run_tasks  # noqa: E402
 
+pytestmark = pytest.mark.slow  # local dask clusters
+
 
 @pytest.fixture(scope="module")
 def cluster():

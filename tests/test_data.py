@@ -355,6 +355,7 @@ def test_check_fails_on_empty_or_bad_data(tmp_path: Path, capsys: pytest.Capture
 _CLI = "import sys\nfrom eznas.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
+@pytest.mark.slow
 @needs_data
 def test_cli_subprocess_exit_status(tmp_path: Path) -> None:
     def cli(*argv: str) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from eznas.resident import Resident
 from eznas.run import heldout_records, is_record, pool_records, read_run
 from eznas.statsbatch import concat
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.slow]  # end-to-end evolutions through the CLI
 
 
 @pytest.fixture(scope="module")

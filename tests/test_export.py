@@ -90,6 +90,7 @@ def test_exported_files_import_only_torch_math_and_stdlib(exported):
         assert programs.infix(programs.parse(expr)) in path.read_text()
 
 
+@pytest.mark.slow
 def test_exported_score_equals_engine_score_on_10_networks(exported):
     torch.set_num_threads(1)
     nets = _networks()

@@ -32,7 +32,7 @@ from eznas.pool import load_pool, network_key
 from eznas.resident import Resident
 from eznas.run import derive_seed
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.slow]  # workers raising and killed mid-run
 
 TASK = "nb201:cifar10"
 

@@ -35,6 +35,7 @@ def batch():
     return concat(parts)
 
 
+@pytest.mark.slow
 @needs_data
 def test_fuzz_5000_random_programs_on_real_stats(batch):
     rng = random.Random(0)

@@ -81,6 +81,7 @@ def test_ops_are_the_naslib_codes() -> None:
     assert nb101.OPS == ("input", "output", "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
 
 
+@pytest.mark.slow
 def test_param_counts_match_every_entry(records: list[dict], data_dir, fast_meta_init: None) -> None:
     raw = json.loads((data_dir / benchmarks.NASLIB_FILES["nb101"]).read_text())["nasbench101"]["cifar10"]
     assert [r["arch"] for r in records] == list(raw) and len(records) == 500

@@ -147,6 +147,7 @@ def test_build_rejects_bad_sizes(field: str, value: object) -> None:
         nb201.build(BEST_C100, **sizes)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_param_counts_and_layout_match_xautodl(sample: list[str]) -> None:
     """Same parameter count and the same state_dict shapes, in order, for 204 archs: the first 10 for the
     3 datasets' heads, each other one for one of them in turn."""

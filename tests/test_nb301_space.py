@@ -74,6 +74,7 @@ def test_key_becomes_the_darts_genotype() -> None:
     assert nb301.genotype(KEY.replace("[", "(").replace("]", ")")) == nb301.genotype(KEY)
 
 
+@pytest.mark.slow
 def test_param_counts_match_every_entry(records: list[dict], data_dir, fast_meta_init: None) -> None:
     raw = json.loads((data_dir / benchmarks.NASLIB_FILES["nb301"]).read_text())["nasbench301"]["cifar10"]
     assert [r["arch"] for r in records] == list(raw) and len(records) == 500

@@ -82,6 +82,7 @@ def fast_meta_init(monkeypatch: pytest.MonkeyPatch) -> None:
     gc.collect()
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("path", IN_FILES, ids=lambda p: p.stem)
 def test_param_counts_match_the_nds_file(path: Path, fast_meta_init: None) -> None:

@@ -60,6 +60,7 @@ def test_jobs_in_the_calling_process_share_the_value_itself(backend, n_jobs):
     assert BUILDS == [10]  # built once, kept for the second call
 
 
+@pytest.mark.slow
 def test_a_worker_process_receives_the_value_once_and_keeps_it():
     """Two loky workers; each gets the value carried once, and keeps it through later calls
     even when it holds far more memory than loky's leak guard allows (300 MB)."""

@@ -132,6 +132,7 @@ def test_budget_counts_distinct_architectures_scored_once_each(data_dir: Path, t
     assert small.n_scored == 5 and small.cycles == 0
 
 
+@pytest.mark.slow
 def test_jobs_do_not_change_the_result(data_dir: Path, tmp_path: Path) -> None:
     one = _search(data_dir, tmp_path / "one", strategy="rea", budget=12, seed=5, parallel=Parallel(jobs=1))
     two = _search(data_dir, tmp_path / "two", strategy="rea", budget=12, seed=5, parallel=Parallel(jobs=2))

@@ -40,6 +40,7 @@ def _transfer_script():
     return module
 
 
+@pytest.mark.slow
 @needs_data
 def test_one_fold_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The script's whole path on two families (the others cost minutes of probing here): the fold without

@@ -54,6 +54,7 @@ def _space(tmp: Path, name: str = "again", builder: str = "nets_again:build", ro
     return tmp / f"{name}.toml"
 
 
+@pytest.mark.slow
 def test_a_user_space_scores_exactly_as_the_builtin_task(tmp_path: Path) -> None:
     user_spaces.load_file(_space(tmp_path, n=4))
     records = benchmarks.load_task("user:again")
@@ -93,6 +94,7 @@ def test_an_undeclared_space_says_how_to_declare_it() -> None:
         benchmarks.load_task("user:nowhere")
 
 
+@pytest.mark.slow
 def test_an_arch_that_fails_to_build_is_left_out_with_one_line(tmp_path: Path) -> None:
     rows = [{"arch": r["arch"] + ("broken" if i == 2 else ""), "accuracy": r["accuracy"]}
             for i, r in enumerate(benchmarks.load_task("nb201:cifar10", DATA_DIR)[:4])]
@@ -139,7 +141,7 @@ pool_fitness_top = 2
     r = run_cli("evolve", str(config), "--out", str(tmp_path / "run"), "--cache-dir", cache)
     assert r.returncode == 0, r.stderr
     assert "user:again" in json.loads((tmp_path / "run" / "checkpoint.json").read_text())["pools"]
-    r = run_cli("inspect", str(tmp_path / "run"), "--cache-dir", cache)
+    r = run_cli("inspect", str(tmp_path / "run"), "--cache-dir", cache, "--no-heldout", "--raw")
     assert r.returncode == 0 and "again" in r.stdout, r.stderr
     r = run_cli("export", str(tmp_path / "run"), "-o", str(tmp_path / "p.py"), "--cache-dir", cache)
     assert r.returncode == 0, r.stderr

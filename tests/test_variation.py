@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 from deap import gp
 
 from conftest import REPO
@@ -26,6 +27,7 @@ print(hashlib.sha256(repr([(str(a), str(b)) for a, b in children]).encode()).hex
 """
 
 
+@pytest.mark.slow
 def test_crossover_draws_the_same_children_in_every_process():
     digests = {subprocess.run([sys.executable, "-c", CHILDREN_DIGEST], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip() for _ in range(6)}
