@@ -12,6 +12,8 @@ from conftest import needs_data, run_cli
 from eznas.cli import main
 from eznas.errors import EznasError, guarded
 
+pytestmark = pytest.mark.slow  # each case runs eznas in a real process (the in-process matrix: test_bad_input.py)
+
 
 def _assert_clean_error(result, *needles: str, prog: str = "eznas") -> None:
     assert result.returncode == 2, result.stderr

@@ -164,6 +164,7 @@ def test_job_always_killing_its_worker_fails_alone(caplog):
     assert any(m.startswith("job 2 (die) failed on all 2 attempts") for m in _warnings(caplog))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_timeout_yields_failed_and_the_other_jobs_finish(backend, caplog):
     jobs = [(abs, (-i,)) for i in range(6)]

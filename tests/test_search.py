@@ -152,6 +152,7 @@ def test_api_rejects_bad_input_with_one_line_errors(data_dir: Path, tmp_path: Pa
 
 # ----------------------------------------------------------------------------- command
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--proxy", "snipp", "--strategy", "random", "--budget", "5"], "unknown proxy 'snipp'"),
     (["--proxy", "params", "--task", "nds:DARTS_in", "--strategy", "rea"], "not an NB201 task"),
@@ -168,6 +169,7 @@ def test_command_bad_input_is_one_line_and_exit_status_2(data_dir: Path, tmp_pat
     assert len(lines) == 1 and re.match(r"eznas( search)?: error: ", lines[0]) and message in lines[0]
 
 
+@pytest.mark.slow
 def test_command_prints_the_selection_and_writes_json(data_dir: Path, shared_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "result.json"
     proc = run_cli("search", "--proxy", "flops", "--task", SMALL_TASK, "--strategy", "random", "--budget", "10",

@@ -30,7 +30,7 @@ def zoo_report(run: ZooRun, cost_proxy: str, setup: str) -> str:
         cells = [f"`{e.proxy}`", format_number(e.kendall_tau, 3)]
         cells += [format_number(_subset(e, masks[f]).kendall_tau, 3) for f in fams]
         lines.append("| " + " | ".join(cells + [str(e.failed)]) + " |")
-    mean_within = {e.proxy: float(np.nanmean([_subset(e, masks[f]).kendall_tau for f in fams])) for e in rows}
+    mean_within = {e.proxy: _mean_known([_subset(e, masks[f]).kendall_tau for f in fams]) for e in rows}
     lines += ["", "Each tau is over the models with a finite score (`failed` counts the others; a family column "
               "shows – when fewer than two of its models have one).", "", "Mean within-family tau: " + ", ".join(
         f"`{p}` {format_number(v, 3)}" for p, v in sorted(mean_within.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-2.0))) + "."]
@@ -50,3 +50,9 @@ def zoo_report(run: ZooRun, cost_proxy: str, setup: str) -> str:
     if failures:
         lines += ["", "## Failures", "", *failures]
     return "\n".join(lines) + "\n"
+
+
+def _mean_known(values: list[float]) -> float:
+    """The mean of the finite ``values``; NaN when there is none."""
+    known = [v for v in values if np.isfinite(v)]
+    return float(np.mean(known)) if known else float("nan")
