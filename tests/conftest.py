@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def published_expression(name: str = "eznas_best") -> str:
+    """The program of the published proxy ``results/proxies/NAME.json``."""
+    return json.loads((REPO / "results" / "proxies" / f"{name}.json").read_text())["expression"]
 
 
 def _data_dir() -> Path | None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA_DIR, REPO, needs_data
+from conftest import DATA_DIR, needs_data, published_expression
 from eznas.cli import main
 from eznas.config import Config
 
-BEST = json.loads((REPO / "results" / "proxies" / "eznas_best.json").read_text())["expression"]
+BEST = published_expression()
 DEEP = "n_neg(" * 5000 + "log_params" + ")" * 5000
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import published_expression
 from eznas import zoo
 from eznas.export import export_source
 from eznas.probe import ProbeSettings, probe
@@ -23,13 +24,7 @@ ARCHITECTURES = (
     "levit_128s", "mobilevit_xxs",
 )
 SIDE, CLASSES, BATCH = 32, 10, 8
-PUBLISHED = ("n_mul(n_add(n_max(n_div_safe(n_add(log_snip_total, n_mul(log_chan_rank_sum, n_sub(n_add(naswot, "
-             "log_grad_norm), log_grad_norm))), log_params), n_mul(n_min(log_chan_rank_sum, n_square(n_neg("
-             "n_exp_clamped(log_snip_total)))), log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(G))), "
-             "n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), "
-             "n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min("
-             "log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_flops))), log_params))), "
-             "n_add(agg_max(log_numel), agg_max(log_w_norm)))")
+PUBLISHED = published_expression()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ published proxies on real NB201 statistics), pool facts flagged as such, printer
 
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -26,10 +25,9 @@ from eznas.formula import size, to_sympy
 from eznas.simplify import simplify, verified
 from eznas.statsbatch import StatsBatch
 
-from conftest import REPO, needs_data
+from conftest import needs_data, published_expression
 
-PROXIES = {name: json.loads((REPO / "results" / "proxies" / f"{name}.json").read_text())["expression"]
-           for name in ("eznas_best", "eznas_nb201")}
+PROXIES = {name: published_expression(name) for name in ("eznas_best", "eznas_nb201")}
 SHAPES = {primitives.WMat: (6, 5), primitives.AMat: (8, 7), primitives.Gram: (8, 8)}
 
 
