@@ -84,8 +84,7 @@ def _formula_lines(tree: gp.PrimitiveTree, formula: Simplified | None) -> str:
 
 def _formula_record(formula: Simplified) -> dict[str, Any]:
     """The ``formula`` entry of an exported record: text, LaTeX and how it was checked."""
-    check = "as evolved" if not formula.simplified else "exact" if formula.exact else "pool-verified"
-    return {"text": formula.text, "latex": formula.latex, "check": check}
+    return {"text": formula.text, "latex": formula.latex, "check": formula.check}
 
 
 def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | None = None,

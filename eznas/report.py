@@ -187,11 +187,12 @@ def summary(out: str | os.PathLike, policy: str = "validation", data_dir: str | 
 
 
 _MARKS = {"=": "simplified exactly", "~": "simplified with facts true on every pool network", ".": "as evolved"}
+_MARK_OF_CHECK = {"exact": "=", "pool-verified": "~", "as evolved": "."}  # `eznas.simplify.Simplified.check`
 
 
 def _mark(form: Any) -> str:
     """How a formula (`eznas.simplify.Simplified`) was checked, as one of the `_MARKS`."""
-    return "." if not form.simplified else "=" if form.exact else "~"
+    return _MARK_OF_CHECK[form.check]
 
 
 def _form_text(form: Any) -> str:

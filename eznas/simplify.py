@@ -62,6 +62,11 @@ class Simplified:
     exact: bool = True
     simplified: bool = True
 
+    @property
+    def check(self) -> str:
+        """How the formula was checked: ``"exact"``, ``"pool-verified"`` or ``"as evolved"`` (not simplified)."""
+        return "as evolved" if not self.simplified else "exact" if self.exact else "pool-verified"
+
 
 
 
