@@ -9,6 +9,7 @@ exit status 2; nothing else is printed for such errors (no traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -18,8 +19,8 @@ from pathlib import Path
 from eznas import proxies, user_spaces
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded, parallel_of,
-                           parallel_overrides)
+from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded,
+                           bounded_number, parallel_of, parallel_overrides)
 from eznas.parallel import Parallel
 from eznas.report import POLICIES
 from eznas.search import STRATEGIES
@@ -255,6 +256,56 @@ def _export(args: argparse.Namespace) -> int:
     rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
     target, record, formula = export_run(args.run, rank, args.output, not args.raw, args.data_dir, args.cache_dir)
     print(f"wrote {target} and {record.name}: score = {formula}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- prune
+
+def _prune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="run directory, or the .json record of an exported proxy")
+    p.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank of a run to prune (default 0)")
+    p.add_argument("--tolerance", type=bounded_number(0, 2), default=0.01,
+                   help="pick the smallest program whose pool fitness is at most this below the start's (default 0.01)")
+    p.add_argument("-o", "--output", help="export the pick as this .py proxy (its .json record beside it)")
+    p.add_argument("--raw", action="store_true", help="with -o: state the program as pruned, not its simplified formula")
+    add_data_dir(p)
+    add_cache_dirs(p, scores=False)
+
+
+@subcommand("prune", "shrink a program one subtree at a time, keeping its pool fitness", _prune_arguments,
+            description="Greedy pruning on the run's evolution pools: each step puts one subtree in the place of a "
+                        "node above it (same type), keeping the replacement with the highest pool fitness, down to "
+                        "one node. Prints the path and marks with >>>> the smallest program within --tolerance of the "
+                        "start's pool fitness; -o exports it. Pruning changes what a program computes: check the "
+                        "pick on held-out networks (eznas evaluate, experiments/heldout.py).")
+def _prune(args: argparse.Namespace) -> int:
+    from eznas import gp as programs
+    from eznas.export import checked_output, write_proxy
+    from eznas.prune import pick, pool_path, pruned_record, source_program
+    from eznas.report import pool_batch, readable_forms
+    from eznas.run import read_run
+    from eznas.tables.runs import table
+
+    source = Path(args.source)
+    target = checked_output(args.output, source) if args.output else None
+    expr, record = source_program(source, args.rank)
+    cfg = read_run(source, args.data_dir).config
+    batch = pool_batch(source, args.data_dir, args.cache_dir)
+    print(f"pruning a program of {len(programs.parse(expr))} nodes on the {batch.n_nets} pool networks of {source}",
+          file=sys.stderr)
+    path = pool_path(expr, batch, cfg.tasks.aggregate)
+    chosen = pick(path, args.tolerance)
+    print(table([s.row() for s in path], path.index(chosen), {}))
+    print(f"\n>>>> the smallest program within {args.tolerance} of the start's pool fitness {path[0].fitness:.4f}")
+    if target is None:
+        return 0
+    formula = None if args.raw else readable_forms(source, [chosen.expr], args.data_dir, args.cache_dir)[chosen.expr]
+    info = {"run": str(source), "pruned_from": path[0].expr, "pool_fitness": chosen.fitness,
+            "pool_taus": chosen.taus, "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve),
+            "probe": dataclasses.asdict(cfg.probe)}
+    written = write_proxy(target, chosen.expr, cfg.probe, info, pruned_record(record, path[0], chosen, args.tolerance),
+                          formula)
+    print(f"wrote {target} and {written.name}: score = {formula.text if formula else chosen.row()['infix']}")
     return 0
 
 

@@ -166,14 +166,7 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, for
     hof = ckpt["hall_of_fame"]
     if not 0 <= rank < len(hof):
         raise EznasError(f"--rank {rank} does not exist: {out} has hall-of-fame ranks 0..{len(hof) - 1}")
-    target = Path(output)
-    if target.suffix != ".py":
-        raise EznasError(f"-o {output}: give a path ending in .py (the record is written beside it as .json)")
-    record = target.with_suffix(".json")
-    run_files = {p.resolve() for p in out.iterdir()}
-    for path in (target, record):
-        if path.resolve() in run_files:
-            raise EznasError(f"-o {output}: {path} is a file of run {out}; write the proxy outside the run's files")
+    target = checked_output(output, out)
     row = hof[rank]
     cfg = config_mod.from_dict(ckpt["config"], source=str(out / CHECKPOINT))
     info = {"run": str(out), "rank": rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
@@ -183,9 +176,32 @@ def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, for
         from eznas.report import readable_forms  # sympy and the pool statistics: only when asked for
 
         formula = readable_forms(out, [row["expr"]], data_dir, cache_dir)[row["expr"]]
-    doc = run_record(ckpt, rank, str(out)) | ({"formula": _formula_record(formula)} if formula else {})
-    for path in (target, record):
-        remove_stale(path.parent, f".{path.name}.*.tmp")  # left by an export that was killed
-    write_together([(target, export_source(row["expr"], cfg.probe, info, formula)),
-                    (record, json.dumps(doc, indent=1))], fix="choose another -o path")
+    record = write_proxy(target, row["expr"], cfg.probe, info, run_record(ckpt, rank, str(out)), formula)
     return target, record, formula.text if formula else programs.infix(programs.parse(row["expr"]))
+
+
+def checked_output(output: str | os.PathLike, source: Path) -> Path:
+    """The ``.py`` path ``output``, refused (`EznasError`) if it is not one or if it or its ``.json`` record
+    would overwrite ``source`` (a run directory's files, or a record)."""
+    target = Path(output)
+    if target.suffix != ".py":
+        raise EznasError(f"-o {output}: give a path ending in .py (the record is written beside it as .json)")
+    protected = {p.resolve() for p in source.iterdir()} if source.is_dir() else {source.resolve()}
+    for path in (target, target.with_suffix(".json")):
+        if path.resolve() in protected:
+            what = f"is a file of run {source}" if source.is_dir() else "would overwrite the source record"
+            raise EznasError(f"-o {output}: {path} {what}; write the proxy elsewhere")
+    return target
+
+
+def write_proxy(target: Path, expr: str, settings: ProbeSettings, info: dict[str, Any], record: dict[str, Any],
+                formula: Simplified | None) -> Path:
+    """Write program ``expr`` as the proxy file ``target`` and ``record`` (with the formula, when given) beside
+    it as ``.json``, both or neither (`eznas.files.write_together`); returns the record's path."""
+    path = target.with_suffix(".json")
+    doc = record | ({"formula": _formula_record(formula)} if formula else {})
+    for p in (target, path):
+        remove_stale(p.parent, f".{p.name}.*.tmp")  # left by an export that was killed
+    write_together([(target, export_source(expr, settings, info, formula)),
+                    (path, json.dumps(doc, indent=1))], fix="choose another -o path")
+    return path

@@ -42,6 +42,21 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def bounded_number(low: float, high: float) -> Callable[[str], float]:
+    """An argparse ``type``: a number in [low, high], else a one-line error that gives the range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range: use {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
 def seconds(text: str) -> float:
     """An argparse ``type``: seconds in [0, `MAX_TIMEOUT`], else a one-line error that gives the range."""
     try:

@@ -146,6 +146,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("export to a .json", lambda t: ["export", _run_dir(t), "-o", str(t / "p.json")], "ending in .py"),
     ("export rank missing", lambda t: ["export", _run_dir(t), "-o", str(t / "p.py"), "--rank", "5"],
      "does not exist"),
+    ("prune a record with --rank", lambda t: ["prune", _file(t, "r.json", json.dumps(
+        {"expression": "log_params", "config": {}, "fitness_history": []})), "--rank", "1"], "drop --rank"),
+    ("prune tolerance negative", lambda t: ["prune", _run_dir(t), "--tolerance", "-1"], "out of range"),
+    ("prune tolerance not a number", lambda t: ["prune", _run_dir(t), "--tolerance", "nan"], "out of range"),
+    ("prune over the checkpoint", lambda t: ["prune", _run_dir(t), "-o", str(t / "run" / "checkpoint.py")],
+     "is a file of run"),
+    ("prune to a .json", lambda t: ["prune", _run_dir(t), "-o", str(t / "p.json")], "ending in .py"),
     # data
     ("no data", lambda t: ["info", "nb201:cifar10", "--data-dir", str(t / "nowhere")], "not found"),
     ("index out of range", lambda t: ["info", "nb201:cifar10", "--index", "99999"], "out of range"),
