@@ -9,7 +9,6 @@ exit status 2; nothing else is printed for such errors (no traceback).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -237,7 +236,7 @@ def _inspect(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- export
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", metavar="SOURCE", help="run directory, or an exported proxy's .json record (re-export it)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank to export (default 0, the best)")
     g.add_argument("--policy", choices=POLICIES, help="export the row this policy picks (see 'eznas inspect --help')")
@@ -252,8 +251,11 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from eznas.export import export_run
     from eznas.report import chosen_rank
+    from eznas.run import is_record
 
-    rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank or 0
+    if args.policy and is_record(args.run):
+        raise EznasError(f"--policy: {args.run} is a record of one program; drop --policy")
+    rank = chosen_rank(args.run, args.policy, args.data_dir, args.cache_dir) if args.policy else args.rank
     target, record, formula = export_run(args.run, rank, args.output, not args.raw, args.data_dir, args.cache_dir)
     print(f"wrote {target} and {record.name}: score = {formula}")
     return 0
@@ -281,14 +283,15 @@ def _prune_arguments(p: argparse.ArgumentParser) -> None:
 def _prune(args: argparse.Namespace) -> int:
     from eznas import gp as programs
     from eznas.export import checked_output, write_proxy
-    from eznas.prune import pick, pool_path, pruned_record, source_program
+    from eznas.prune import pick, pool_path, pruned_record
     from eznas.report import pool_batch, readable_forms
-    from eznas.run import read_run
+    from eznas.run import read_run, source_record
     from eznas.tables.runs import table
 
     source = Path(args.source)
     target = checked_output(args.output, source) if args.output else None
-    expr, record = source_program(source, args.rank)
+    record = source_record(source, args.rank)
+    expr = record["expression"]
     cfg = read_run(source, args.data_dir).config
     batch = pool_batch(source, args.data_dir, args.cache_dir)
     print(f"pruning a program of {len(programs.parse(expr))} nodes on the {batch.n_nets} pool networks of {source}",
@@ -300,12 +303,9 @@ def _prune(args: argparse.Namespace) -> int:
     if target is None:
         return 0
     formula = None if args.raw else readable_forms(source, [chosen.expr], args.data_dir, args.cache_dir)[chosen.expr]
-    info = {"run": str(source), "pruned_from": path[0].expr, "pool_fitness": chosen.fitness,
-            "pool_taus": chosen.taus, "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve),
-            "probe": dataclasses.asdict(cfg.probe)}
-    written = write_proxy(target, chosen.expr, cfg.probe, info, pruned_record(record, path[0], chosen, args.tolerance),
-                          formula)
-    print(f"wrote {target} and {written.name}: score = {formula.text if formula else chosen.row()['infix']}")
+    write_proxy(target, pruned_record(record, path[0], chosen, args.tolerance), formula)
+    print(f"wrote {target} and {target.with_suffix('.json').name}: "
+          f"score = {formula.text if formula else chosen.row()['infix']}")
     return 0
 
 

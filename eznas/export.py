@@ -27,7 +27,7 @@ from eznas.errors import EznasError
 from eznas.files import remove_stale, write_together
 from eznas.gp import CONSTANTS
 from eznas.probe import ProbeSettings
-from eznas.run import CHECKPOINT, read_checkpoint, run_record
+from eznas.run import source_record
 
 if TYPE_CHECKING:
     from eznas.simplify import Simplified
@@ -150,34 +150,39 @@ def score(net, inputs, targets) -> float:
 '''
 
 
-def export_run(run: str | os.PathLike, rank: int, output: str | os.PathLike, formulas: bool = True,
+def export_run(source: str | os.PathLike, rank: int | None, output: str | os.PathLike, formulas: bool = True,
                data_dir: str | None = None, cache_dir: str | None = None) -> tuple[Path, Path, str]:
-    """``eznas export``: write hall-of-fame row ``rank`` of run directory ``run`` as the proxy file
-    ``output`` (``.py``) and its record beside it (``.json``, `eznas.run.run_record`).
+    """``eznas export``: write hall-of-fame row ``rank`` (default 0) of run directory ``source``, or the program
+    of the exported record ``source`` (a re-export: today's probe code and formula), as the proxy file ``output``
+    (``.py``) and its record beside it (``.json``, `eznas.run.run_record`).
 
     ``formulas``: state the program's simplest form verified on the run's pools, as ``eznas inspect``
     shows it (`eznas.report.readable_forms`), in the docstring and as the record's ``formula``.
     Returns the two paths and the formula (else the program's infix form). Refuses (`EznasError`)
-    an output that is not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite one of the
-    run's own files.
+    an output that is not a ``.py`` path or whose ``.py`` or ``.json`` would overwrite ``source``.
     """
-    out = Path(run)
-    ckpt = read_checkpoint(out)
-    hof = ckpt["hall_of_fame"]
-    if not 0 <= rank < len(hof):
-        raise EznasError(f"--rank {rank} does not exist: {out} has hall-of-fame ranks 0..{len(hof) - 1}")
-    target = checked_output(output, out)
-    row = hof[rank]
-    cfg = config_mod.from_dict(ckpt["config"], source=str(out / CHECKPOINT))
-    info = {"run": str(out), "rank": rank, "pool_fitness": row["fitness"], "pool_taus": row["taus"],
-            "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve), "probe": dataclasses.asdict(cfg.probe)}
+    path = Path(source)
+    record = source_record(path, rank)
+    target = checked_output(output, path)
+    expr = record["expression"]
     formula = None
     if formulas:
         from eznas.report import readable_forms  # sympy and the pool statistics: only when asked for
 
-        formula = readable_forms(out, [row["expr"]], data_dir, cache_dir)[row["expr"]]
-    record = write_proxy(target, row["expr"], cfg.probe, info, run_record(ckpt, rank, str(out)), formula)
-    return target, record, formula.text if formula else programs.infix(programs.parse(row["expr"]))
+        formula = readable_forms(path, [expr], data_dir, cache_dir)[expr]
+    written = write_proxy(target, record, formula)
+    return target, written, formula.text if formula else programs.infix(programs.parse(expr))
+
+
+def proxy_info(record: dict[str, Any]) -> dict[str, Any]:
+    """The run information an exported file's docstring lists, from its record (`eznas.run.run_record`)."""
+    cfg = config_mod.from_dict(record["config"], source="the record")
+    info = {"run": record.get("run"), "rank": record.get("rank"), "pool_fitness": record.get("pool_fitness"),
+            "pool_taus": record.get("pool_taus"), "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve),
+            "probe": dataclasses.asdict(cfg.probe)}
+    if "pruned_from" in record:
+        info["pruned_from"] = record["pruned_from"]["expression"]
+    return {k: v for k, v in info.items() if v is not None}
 
 
 def checked_output(output: str | os.PathLike, source: Path) -> Path:
@@ -194,14 +199,15 @@ def checked_output(output: str | os.PathLike, source: Path) -> Path:
     return target
 
 
-def write_proxy(target: Path, expr: str, settings: ProbeSettings, info: dict[str, Any], record: dict[str, Any],
-                formula: Simplified | None) -> Path:
-    """Write program ``expr`` as the proxy file ``target`` and ``record`` (with the formula, when given) beside
-    it as ``.json``, both or neither (`eznas.files.write_together`); returns the record's path."""
+def write_proxy(target: Path, record: dict[str, Any], formula: Simplified | None) -> Path:
+    """Write the program of ``record`` (`eznas.run.run_record`) as the proxy file ``target`` and the record (with
+    the formula, when given) beside it as ``.json``, both or neither (`eznas.files.write_together`); returns the
+    record's path."""
     path = target.with_suffix(".json")
-    doc = record | ({"formula": _formula_record(formula)} if formula else {})
+    probe = config_mod.from_dict(record["config"], source="the record").probe
+    doc = {k: v for k, v in record.items() if k != "formula"} | ({"formula": _formula_record(formula)} if formula else {})
     for p in (target, path):
         remove_stale(p.parent, f".{p.name}.*.tmp")  # left by an export that was killed
-    write_together([(target, export_source(expr, settings, info, formula)),
+    write_together([(target, export_source(record["expression"], probe, proxy_info(record), formula)),
                     (path, json.dumps(doc, indent=1))], fix="choose another -o path")
     return path

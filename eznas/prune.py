@@ -11,16 +11,13 @@ fitness. Only the run's pools are read: a pick never sees a validation or held-o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from deap import gp
 
 from eznas import gp as programs
-from eznas.errors import EznasError
 from eznas.fitness import WORST, Evaluator, Fitness, evaluate
 from eznas.statsbatch import StatsBatch
 
@@ -101,24 +98,6 @@ def pick(path: Sequence[Step], tolerance: float) -> Step:
 
 
 # ----------------------------------------------------------------------------- eznas prune
-
-def source_program(source: str | os.PathLike, rank: int | None) -> tuple[str, dict[str, Any]]:
-    """The program to prune and its record (`eznas.run.run_record`): hall-of-fame row ``rank`` (default 0)
-    of a run directory, or the program of an exported proxy's ``.json`` record."""
-    from eznas.run import is_record, read_checkpoint, read_record, run_record
-
-    if is_record(source):
-        if rank is not None:
-            raise EznasError(f"--rank: {source} is a record of one program; drop --rank")
-        record = read_record(source, "prune")
-        return record["expression"], record
-    ckpt = read_checkpoint(Path(source))
-    rank = rank or 0
-    if not 0 <= rank < len(ckpt["hall_of_fame"]):
-        raise EznasError(f"--rank {rank} does not exist: {source} has hall-of-fame ranks "
-                         f"0..{len(ckpt['hall_of_fame']) - 1}")
-    return ckpt["hall_of_fame"][rank]["expr"], run_record(ckpt, rank, str(source))
-
 
 def pruned_record(record: dict[str, Any], start: Step, chosen: Step, tolerance: float) -> dict[str, Any]:
     """``record`` (of the program pruned) rewritten for the ``chosen`` program, naming the ``start`` of its path."""

@@ -224,6 +224,22 @@ def read_record(path: str | os.PathLike, where: str) -> dict[str, Any]:
     return record
 
 
+def source_record(source: str | os.PathLike, rank: int | None) -> dict[str, Any]:
+    """The record (`run_record`) of hall-of-fame row ``rank`` (default 0) of run directory ``source``, or the
+    exported record ``source`` itself (then ``rank`` must be None); a missing row is a one-line `EznasError`."""
+    path = Path(source)
+    if is_record(path):
+        if rank is not None:
+            raise EznasError(f"--rank: {path} is a record of one program; drop --rank")
+        return read_record(path, "record")
+    ckpt = read_checkpoint(path)
+    rank = rank or 0
+    if not 0 <= rank < len(ckpt["hall_of_fame"]):
+        raise EznasError(f"--rank {rank} does not exist: {path} has hall-of-fame ranks "
+                         f"0..{len(ckpt['hall_of_fame']) - 1}")
+    return run_record(ckpt, rank, str(path))
+
+
 def is_record(source: str | os.PathLike) -> bool:
     """Whether ``source`` names an exported ``.json`` run record rather than a run directory."""
     path = Path(source)

@@ -88,6 +88,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
      "run.backend"),
     ("depth over Koza", lambda t: [*EVOLVE, _config(t, "[evolution]\nmax_depth = 30"), "--out", str(t / "r")],
      "max_depth"),
+    ("unknown statistic", lambda t: [*EVOLVE, _config(t, "[evolution]\nstatistics = ['-Hessian']"), "--out",
+                                     str(t / "r")], "unknown statistic 'Hessian': use one of W, dW, H"),
     ("bad override", lambda t: [*EVOLVE, _config(t, ""), "--out", str(t / "r"), "--set", "generations"],
      "expected section.key=value"),
     ("seed_from missing", lambda t: [*EVOLVE, _config(t, f"[evolution]\nseed_from = ['{t / 'gone.json'}']"),
@@ -146,6 +148,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("export to a .json", lambda t: ["export", _run_dir(t), "-o", str(t / "p.json")], "ending in .py"),
     ("export rank missing", lambda t: ["export", _run_dir(t), "-o", str(t / "p.py"), "--rank", "5"],
      "does not exist"),
+    ("export a record with --rank", lambda t: ["export", _file(t, "r.json", json.dumps(
+        {"expression": "log_params", "config": {}, "fitness_history": []})), "--rank", "1", "-o", str(t / "p.py")],
+     "drop --rank"),
     ("prune a record with --rank", lambda t: ["prune", _file(t, "r.json", json.dumps(
         {"expression": "log_params", "config": {}, "fitness_history": []})), "--rank", "1"], "drop --rank"),
     ("prune tolerance negative", lambda t: ["prune", _run_dir(t), "--tolerance", "-1"], "out of range"),

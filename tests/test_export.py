@@ -162,3 +162,21 @@ def test_re_exporting_the_published_proxy_with_its_formula_keeps_its_code_and_sc
     assert "by exact identities" in head
     old = published.read_text()
     assert text[text.index('"""', 3):] == old[old.index('"""', 3):]
+
+
+def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path) -> None:
+    """``eznas export RECORD.json``: the published proxy again from its record alone, the same code after the
+    docstring and the same record (less the formula, which --raw leaves out)."""
+    import json
+
+    from conftest import REPO
+    from eznas.export import export_run
+
+    published = REPO / "results" / "proxies" / "eznas_best.py"
+    target, record, infix = export_run(published.with_suffix(".json"), None, tmp_path / "again.py", formulas=False)
+    old, new = published.read_text(), target.read_text()
+    assert new[new.index('"""', 3):] == old[old.index('"""', 3):]
+    original = json.loads(published.with_suffix(".json").read_text())
+    original.pop("formula", None)
+    assert json.loads(record.read_text()) == original
+    assert infix == programs.infix(programs.parse(original["expression"]))
