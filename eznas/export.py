@@ -106,7 +106,8 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
                    if uses_layers else "None")
     code = embedded_code(needs, used, ["from types import SimpleNamespace"])
     info_text = _info_lines(info or {})
-    return f'''"""Zero-cost proxy evolved by eznas.
+    origin = "evolved by eznas, then pruned (eznas prune)" if "pruned_from" in (info or {}) else "evolved by eznas"
+    return f'''"""Zero-cost proxy {origin}.
 
 {_formula_lines(tree, formula)}
 

@@ -104,6 +104,7 @@ def test_prune_exports_its_pick(tmp_path: Path, monkeypatch, capsys):
     lean = json.loads((tmp_path / "lean.json").read_text())
     assert lean["pruned_from"]["expression"] == expr and lean["pruned_from"]["tolerance"] == 0.5
     assert lean["size"] < 9 and lean["config"] == cfg.to_dict()
+    assert (tmp_path / "lean.py").read_text().startswith('"""Zero-cost proxy evolved by eznas, then pruned')
     spec = importlib.util.spec_from_file_location("lean", tmp_path / "lean.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
