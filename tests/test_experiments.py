@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data, run_cli
+from conftest import REPO, needs_data, run_cli, tiny_config
 
 pytestmark = [needs_data, pytest.mark.slow]
 
@@ -50,3 +50,26 @@ def test_gpu_benchmark_says_when_there_is_no_cuda_and_agrees_with_itself_on_the_
     assert result["devices"] == ["cpu", "cpu"] and result["networks"] == 2
     assert set(result["max_relative_difference"].values()) == {0.0} and result["tau_difference"] == 0.0
     assert result["stats_nets_per_s"][0] > 0 and result["fitness_programs_per_s"][1] > 0
+
+
+def test_generation_profile_adds_up_to_the_generation_it_profiles(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(tiny_config(population=24, n_jobs=2))
+    result = _script("profile_generation.py", "--config", "tiny.toml", "--generations", "2",
+                     "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    profile = json.loads(result.stdout.splitlines()[-1])
+    warm, gens = profile["warm"], profile["generations"]
+    assert [g["gen"] for g in gens] == [0, 1, 2] and warm["gen"] == profile["profiled_generation"] in (1, 2)
+    assert set(warm["parts"]) == {"variation", "chunk_parse", "chunk_primitives", "chunk_walk_and_memo",
+                                  "parallel_overhead", "kendall_tau", "leaders_pool_fitness", "rest_of_loop"}
+    for g in gens:
+        assert min(g["parts"].values()) >= 0 and sum(g["parts"].values()) <= g["total"] * (1 + 1e-9)
+        assert sum(g["parts"].values()) == pytest.approx(g["total"])
+        assert [c["programs"] for c in g["chunks"]] == [12, 12]
+    built = [sum(c["evaluator_built"] for c in g["chunks"]) for g in gens]
+    assert built[0] >= 1 and sum(built) <= 2  # the pool reaches each worker once, in generation 0
+    assert warm["primitives"] and all(r["calls"] > 0 and r["seconds"] >= 0 for r in warm["primitives"].values())
+    assert set(warm["kinds"]) <= {"LAPACK reductions", "Gram builders", "elementwise", "other reductions", "aggregators"}
+    assert sum(warm["kinds"].values()) == pytest.approx(sum(c["primitive_seconds"] for c in warm["chunks"]))
+    moved = profile["transfer"]
+    assert moved["handle_bytes_key_only"] < max(c["bytes_sent"] for c in warm["chunks"]) < moved["pool_bytes_pickled"]
+    assert "warm generation" in result.stdout and "tree walk, memo" in result.stdout
