@@ -4,7 +4,9 @@ The key is the sha256 of a canonical JSON of everything that changes the numbers
 architecture, network seed, batch settings, probe settings, `PROBE_VERSION`), so a changed
 setting never reads stale stats. A file holds the layer tensors as ``layers.<name>`` and, in
 the safetensors string metadata under ``"eznas"``, a JSON object with the net scalars, the
-caller's ``meta`` and the probe version. Files are written atomically (`eznas.files.write_atomic`),
+caller's ``meta`` and the probe version. The statistics a file holds are its layer tensors and
+net scalars (`StatsCache.holds` reads them from the header alone): a probe asked for some
+statistics only (``needs``) stores only those. Files are written atomically (`eznas.files.write_atomic`),
 so readers never see half a file. Nothing is pickled: a downloaded cache is safe to open. A corrupt file is reported with a warning and
 treated as missing, so the caller recomputes (and overwrites) it; so is a file whose tensors no
 longer match the sha256 stored with them, or that holds a non-finite value (the probe gives none).
@@ -36,6 +38,7 @@ DEFAULT_DIR = ".eznas_cache"
 SUFFIX = ".safetensors"
 _PREFIX = "layers."
 _KEY = re.compile(r"[0-9a-f]{64}")
+_MAX_HEADER = 100_000_000  # bytes: safetensors refuses longer headers
 FORMAT = 2  # 2: with a sha256 of the tensors; format-1 files (no checksum) are still read
 
 
@@ -110,11 +113,25 @@ class StatsCache:
         try:
             return _decode(data, shapes or {})
         except Exception as err:  # any failure to parse means: recompute
-            warnings.warn(
-                f"stats cache file {path} is unreadable ({type(err).__name__}: {err}); "
-                f"ignoring it, the stats will be recomputed",
-                CacheWarning, stacklevel=2,
-            )
+            _unreadable(path, err)
+            return None
+
+    def holds(self, key: str) -> frozenset[str] | None:
+        """The statistics stored under ``key`` (layer tensor and net scalar names), read from the
+        file's header only; None when there is no file, or (with a `CacheWarning`) when its header
+        is unreadable, so that the caller recomputes it."""
+        path = self.path(key)
+        try:
+            with path.open("rb") as f:
+                head = f.read(8)
+                head += f.read(min(int.from_bytes(head, "little"), _MAX_HEADER))
+        except FileNotFoundError:
+            return None
+        try:
+            tensors, doc = _header(head)
+            return frozenset(n[len(_PREFIX):] for n in tensors if n.startswith(_PREFIX)) | frozenset(doc["net"])
+        except Exception as err:  # any failure to parse means: recompute
+            _unreadable(path, err)
             return None
 
     def check_writable(self) -> None:
@@ -139,8 +156,15 @@ class StatsCache:
         return write_atomic(path, blob, fix=f"check the cache directory {self.root} (or pass another --cache-dir)")
 
 
-def _header(data: bytes) -> dict[str, Any]:
-    """The eznas JSON header of a stats file's bytes (ValueError if there is none)."""
+def _unreadable(path: Path, err: Exception) -> None:
+    """Warn that the stats file ``path`` cannot be read and will be recomputed."""
+    warnings.warn(f"stats cache file {path} is unreadable ({type(err).__name__}: {err}); "
+                  f"ignoring it, the stats will be recomputed", CacheWarning, stacklevel=3)
+
+
+def _header(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The safetensors header (tensor name -> dtype, shape, offsets) and the eznas JSON object of a
+    stats file's bytes, or of its first bytes up to the end of the header (ValueError if there is none)."""
     if len(data) < 8:
         raise ValueError(f"file is {len(data)} bytes, too short for safetensors")
     size = int.from_bytes(data[:8], "little")
@@ -150,7 +174,7 @@ def _header(data: bytes) -> dict[str, Any]:
     doc = json.loads(header["__metadata__"]["eznas"])
     if doc.get("probe_version") != PROBE_VERSION:
         raise ValueError(f"probe version {doc.get('probe_version')!r}, expected {PROBE_VERSION}")
-    return doc
+    return {k: v for k, v in header.items() if k != "__metadata__"}, doc
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -165,7 +189,7 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
 
 def _decode(data: bytes, shapes: dict[str, tuple[int, ...]]) -> NetworkStats:
     """Bytes of a stats file -> `NetworkStats`; raises on any inconsistency."""
-    doc = _header(data)
+    doc = _header(data)[1]
     tensors = st_load(data)
     if doc.get("format") == FORMAT and doc.get("sha256") != _checksum(tensors):
         raise ValueError("its content does not match its checksum")

@@ -12,7 +12,7 @@ Sections and keys (defaults in brackets)::
     [evolution]  population [300], generations [60], tournament_size [5], parsimony [0.0], crossover_prob [0.7],
                  mutation_prob [0.3], elites [5], init_min_depth [2], init_max_depth [5],
                  max_depth [10], max_size [40], hall_of_fame [20], pool_fitness_top [10],
-                 seed_from [[]]
+                 seed_from [[]], statistics [every one]
     [spaces.NAME] builder, truth, images ["cifar10"], resolution [32], classes [10]: a user's own
                  search space, task user:NAME (eznas/user_spaces.py)
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import primitives
 from eznas import user_spaces
 from eznas.errors import EznasError
 from eznas.backends import BACKENDS, MAX_JOBS
@@ -42,6 +43,7 @@ MAX_SEED = 2**32 - 1  # seeds are 32-bit (numpy's and torch's generators take th
 MAX_NETWORKS = 100_000  # per task: pool, sample or held-out networks
 MAX_POPULATION = 100_000
 MAX_GENERATIONS = 100_000
+STATISTICS = tuple(t.name for t in primitives.TERMINALS)  # the data terminals, each a probe statistic
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class EvolutionConfig:
     hall_of_fame: int = 20  # best programs kept over the whole run, one per phenotype (distinct per-task taus)
     pool_fitness_top: int = 10  # per generation, this many leaders are scored on the whole pool for the hall of fame
     seed_from: tuple[str, ...] = ()  # run directories (their halls of fame) and exported proxies' .json records that open the initial population
+    statistics: tuple[str, ...] = STATISTICS  # the data terminals programs may read, the only statistics the pools are probed for: names, or "-NAME" entries for all but those (["-H", "-log_h_trace"]: no Hessian-vector product)
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,29 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         if not isinstance(value, dict):
             raise EznasError(f"{source}: [{name}] must be a table of keys")
         sections[name] = _build_section(_SECTION_CLASSES[name], value, f"{source}: [{name}]")
+    if "evolution" in sections:
+        e = sections["evolution"]
+        sections["evolution"] = dataclasses.replace(e, statistics=allowed_statistics(e.statistics, source))
     config = Config(**sections)
     _validate(config, source)
     return config
+
+
+def allowed_statistics(entries: tuple[str, ...], source: str = "config") -> tuple[str, ...]:
+    """``evolution.statistics`` as the names it allows, in `STATISTICS` order: the names listed, or
+    with only ``-NAME`` entries, every statistic but those. An `EznasError` names a bad entry."""
+    where = f"{source}: evolution.statistics"
+    left_out = tuple(e[1:] for e in entries if e.startswith("-"))
+    if left_out and len(left_out) != len(entries):
+        raise EznasError(f"{where} = {list(entries)!r} mixes names and -NAME entries; list the statistics "
+                         "allowed, or only those left out (each as -NAME)")
+    for name in left_out or entries:
+        if name not in STATISTICS:
+            raise EznasError(f"{where}: unknown statistic {name!r}: use one of {', '.join(STATISTICS)}")
+    allowed = tuple(s for s in STATISTICS if (s not in left_out if left_out else s in entries))
+    if not allowed:
+        raise EznasError(f"{where} = {list(entries)!r} allows no statistic; a program needs at least one")
+    return allowed
 
 
 def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:

@@ -71,8 +71,9 @@ def seed_programs(config: Config) -> list[gp.PrimitiveTree]:
     directory (its hall of fame) or the ``.json`` record that ``eznas export`` writes beside a
     proxy (its expression).
 
-    A seed program must fit the run's size and depth limits: a larger one is an error that
-    names the limit to raise, rather than a program that variation could never reproduce.
+    A seed program must fit the run's size and depth limits and read only the statistics the run
+    allows (``evolution.statistics``): else an error names the limit to raise or the statistics to
+    allow, rather than a program that variation could never reproduce.
     """
     e, trees, seen = config.evolution, [], set()
     for source in e.seed_from:
@@ -83,6 +84,10 @@ def seed_programs(config: Config) -> list[gp.PrimitiveTree]:
             if not _within_limits(tree, config):
                 raise EznasError(f"evolution.seed_from: {source} holds a program of size {len(tree)} and depth "
                                  f"{tree.height}, over max_size = {e.max_size} / max_depth = {e.max_depth}; raise them")
+            barred = programs.statistics_of(tree) - set(e.statistics)
+            if barred:
+                raise EznasError(f"evolution.seed_from: {source} holds a program reading {', '.join(sorted(barred))}, "
+                                 "which evolution.statistics leaves out; allow them or leave the program out")
             seen.add(str(tree))
             trees.append(tree)
     return trees[:e.population]
@@ -98,14 +103,14 @@ def _seed_texts(source: Path) -> list[str]:
 def init_population(config: Config, seeds: Sequence[gp.PrimitiveTree] = ()) -> list[gp.PrimitiveTree]:
     """``seeds`` first, then ramped half-and-half trees (depths init_min_depth to
     init_max_depth, full and grow alike) until the population is full."""
-    e = config.evolution
+    e, pset = config.evolution, programs.primitive_set(config.evolution.statistics)
     depths = list(range(e.init_min_depth, e.init_max_depth + 1))
     pop, seen, attempt = list(seeds), {str(t) for t in seeds}, 0
     while len(pop) < e.population:
         rng = random.Random(derive_seed(config.run.seed, "init", attempt))
         depth = depths[attempt % len(depths)]
         method = "full" if (attempt // len(depths)) % 2 else "grow"
-        tree = programs.generate(programs.ROOT_TYPE, min(e.init_min_depth, depth), depth, method, rng)
+        tree = programs.generate(programs.ROOT_TYPE, min(e.init_min_depth, depth), depth, method, rng, pset)
         attempt += 1
         if str(tree) not in seen and _within_limits(tree, config) or attempt > 50 * e.population:
             seen.add(str(tree))
@@ -128,7 +133,7 @@ def select(population: list[gp.PrimitiveTree], fitness: list[float], n: int, k: 
 def vary(parents: list[gp.PrimitiveTree], config: Config, generation: int) -> list[gp.PrimitiveTree]:
     """Crossover on pairs, then one of subtree / node-replacement / shrink mutation, each
     seeded by (seed, generation, pair); a child over the depth or size limit is its parent."""
-    e, pset = config.evolution, programs.primitive_set()
+    e, pset = config.evolution, programs.primitive_set(config.evolution.statistics)
     children = []
     for i in range(0, len(parents), 2):
         pair = [copy.deepcopy(p) for p in parents[i:i + 2]]
@@ -140,7 +145,7 @@ def vary(parents: list[gp.PrimitiveTree], config: Config, generation: int) -> li
             pair = [c if _within_limits(c, config) else p for c, p in zip((a, b), pair)]
         for j, child in enumerate(pair):
             if random.random() < e.mutation_prob:
-                mutant = _mutate(copy.deepcopy(child), pset, rng, config)
+                mutant = _mutate(copy.deepcopy(child), pset, rng)
                 pair[j] = mutant if _within_limits(mutant, config) else child
         children.extend(pair)
     return children
@@ -169,11 +174,11 @@ def crossover_one_point(a: gp.PrimitiveTree, b: gp.PrimitiveTree, rng: random.Ra
     return a, b
 
 
-def _mutate(tree: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, rng: random.Random, config: Config) -> gp.PrimitiveTree:
+def _mutate(tree: gp.PrimitiveTree, pset: gp.PrimitiveSetTyped, rng: random.Random) -> gp.PrimitiveTree:
     kind = rng.choice(("subtree", "node", "shrink"))
     if kind == "subtree":
         def expr(pset: gp.PrimitiveSetTyped, type_: type) -> gp.PrimitiveTree:
-            return programs.generate(type_, 0, rng.randint(1, 3), "grow", rng)
+            return programs.generate(type_, 0, rng.randint(1, 3), "grow", rng, pset)
         (tree,) = gp.mutUniform(tree, expr=expr, pset=pset)
     elif kind == "node":
         (tree,) = gp.mutNodeReplacement(tree, pset=pset)
@@ -188,13 +193,13 @@ def _within_limits(tree: gp.PrimitiveTree, config: Config) -> bool:
 
 def deduplicate(population: list[gp.PrimitiveTree], config: Config, generation: int) -> list[gp.PrimitiveTree]:
     """Replace repeated programs by fresh random ones (seeded by generation and position)."""
-    seen, out = set(), []
+    seen, out, pset = set(), [], programs.primitive_set(config.evolution.statistics)
     for i, tree in enumerate(population):
         attempt = 0
         while str(tree) in seen and attempt < 20:
             rng = random.Random(derive_seed(config.run.seed, generation, "fresh", i, attempt))
             tree = programs.generate(programs.ROOT_TYPE, config.evolution.init_min_depth,
-                                     config.evolution.init_max_depth, "grow", rng)
+                                     config.evolution.init_max_depth, "grow", rng, pset)
             attempt += 1
         seen.add(str(tree))
         out.append(tree)
@@ -336,19 +341,24 @@ def log_generation(state: State, generation: int, fits: list[Fitness], populatio
 # ----------------------------------------------------------------------------- the run
 
 def evolution_pools(config: Config, cache: StatsCache, data_dir: str | None, echo: Callable[[str], None]) -> tuple[dict[str, StatsBatch], dict[str, list[int]]]:
-    """Sample every evolution task's pool (seeded) and load its statistics, computing what is missing."""
+    """Sample every evolution task's pool (seeded) and load the statistics its programs may read
+    (``evolution.statistics``), computing what is missing."""
     pools, indices = {}, {}
     for task in config.tasks.evolve:
         records = pool_records(config, task, data_dir)
-        pools[task] = load_pool(task, records, config.probe, cache, config.run.parallel, data_dir)
+        pools[task] = load_pool(task, records, config.probe, cache, config.run.parallel, data_dir,
+                                needs=config.evolution.statistics)
         indices[task] = pools[task].index.tolist()
     echo("pools: " + ", ".join(f"{t} {p.n_nets} nets / {len(p.seg)} layers" for t, p in pools.items()))
     return pools, indices
 
 
 def _results_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the keys that cannot change a run's results (where and how its jobs run)."""
-    return {**config, "run": {k: v for k, v in config.get("run", {}).items() if k not in RUN_PLACEMENT_KEYS}}
+    """A config dict without the keys that cannot change a run's results (where and how its jobs run),
+    and with the keys it lacks at their defaults (a key newer than a checkpoint gives, at its default,
+    the results the run that wrote the checkpoint had)."""
+    full = {**config, **{name: {**keys, **config.get(name, {})} for name, keys in Config().to_dict().items()}}
+    return {**full, "run": {k: v for k, v in full["run"].items() if k not in RUN_PLACEMENT_KEYS}}
 
 
 def run(config: Config, out: str | os.PathLike, resume: bool = False, force: bool = False,

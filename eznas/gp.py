@@ -1,5 +1,6 @@
-"""Programs: the DEAP typed primitive set built from the `primitives` registry, a tree
-generator that never dead-ends on a type, and the on-disk string form with a safe parser.
+"""Programs: the DEAP typed primitive set built from the `primitives` registry (over every data
+terminal, or over those a run allows), a tree generator that never dead-ends on a type, and the
+on-disk string form with a safe parser (which reads every terminal).
 
 The prefix string (DEAP's ``PrimitiveTree.__str__``, e.g. ``n_add(l_mean(...), log_params)``)
 is the only stored form. `parse` reads it back by matching tokens against the primitive set;
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import TypeVar
 
@@ -29,23 +30,40 @@ CONSTANTS = {  # named constant terminals (rank-only fitness needs few)
 }
 
 
-@lru_cache(maxsize=1)
-def primitive_set() -> gp.PrimitiveSetTyped:
-    """The typed primitive set: every registry primitive, data terminal and named constant."""
+def primitive_set(statistics: Iterable[str] | None = None) -> gp.PrimitiveSetTyped:
+    """The typed primitive set over the data terminals ``statistics`` (None: all of them).
+
+    It holds those terminals, every named constant and the registry primitives whose argument
+    types can still be made from them (so no tree dead-ends): without W, dW and H, say, no
+    primitive on weight matrices. Equal sets of statistics give the same (cached) object.
+    """
+    return _primitive_set(frozenset(t.name for t in primitives.TERMINALS) if statistics is None else
+                          frozenset(statistics))
+
+
+@lru_cache(maxsize=16)
+def _primitive_set(statistics: frozenset[str]) -> gp.PrimitiveSetTyped:
+    terminals = [t for t in primitives.TERMINALS if t.name in statistics]
+    made = {t.type for t in terminals} | {typ for typ, _ in CONSTANTS.values()}
+    grew = True
+    while grew:  # the types primitives can build from the terminals' types
+        new = {p.ret_type for p in primitives.PRIMITIVES if set(p.in_types) <= made}
+        grew = not new <= made
+        made |= new
     pset = gp.PrimitiveSetTyped("PROXY", [], ROOT_TYPE)
     for p in primitives.PRIMITIVES:
-        pset.addPrimitive(p.func, list(p.in_types), p.ret_type, name=p.name)
-    for t in primitives.TERMINALS:
+        if set(p.in_types) <= made:
+            pset.addPrimitive(p.func, list(p.in_types), p.ret_type, name=p.name)
+    for t in terminals:
         pset.addTerminal(t.name, t.type, name=t.name)
     for name, (typ, value) in CONSTANTS.items():
         pset.addTerminal(value, typ, name=name)
     return pset
 
 
-@lru_cache(maxsize=1)
-def _min_depths() -> dict[type, int]:
-    """Smallest tree depth (0 = a terminal) that yields each type."""
-    pset = primitive_set()
+@lru_cache(maxsize=16)
+def _min_depths(pset: gp.PrimitiveSetTyped) -> dict[type, int]:
+    """Smallest tree depth (0 = a terminal) that yields each type of ``pset``."""
     depth = {t: 0 for t, terms in pset.terminals.items() if terms}
     changed = True
     while changed:
@@ -60,15 +78,23 @@ def _min_depths() -> dict[type, int]:
     return depth
 
 
-def generate(type_: type, min_depth: int, max_depth: int, method: str, rng: random.Random) -> gp.PrimitiveTree:
-    """Grow a random tree of ``type_`` whose depth lies in [min_depth, max_depth] where possible.
+def statistics_of(tree: gp.PrimitiveTree) -> frozenset[str]:
+    """The data terminals (probe statistics) ``tree`` reads; named constants are not statistics."""
+    return frozenset(n.name for n in tree if isinstance(n, gp.Terminal) and n.name not in CONSTANTS)
+
+
+def generate(type_: type, min_depth: int, max_depth: int, method: str, rng: random.Random,
+             pset: gp.PrimitiveSetTyped | None = None) -> gp.PrimitiveTree:
+    """Grow a random tree of ``type_`` from ``pset`` (default: the full `primitive_set`) whose
+    depth lies in [min_depth, max_depth] where possible; ``type_`` must be one ``pset`` can make.
 
     ``method="full"`` prefers primitives until ``min_depth`` and as long as they fit;
     ``"grow"`` picks terminals or primitives freely after ``min_depth``. A type with no
     terminals always gets a primitive that can still close within ``max_depth``; a type with
     no fitting primitive falls back to a terminal. This never raises DEAP's IndexError.
     """
-    pset, need = primitive_set(), _min_depths()
+    pset = primitive_set() if pset is None else pset
+    need = _min_depths(pset)
     nodes: list = []
 
     def build(t: type, depth: int) -> None:

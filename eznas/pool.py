@@ -2,8 +2,13 @@
 
 Each network is built (seeded), fed one minibatch, probed, and its statistics stored in the
 cache under a key of everything that changes the numbers; later runs reload instead of
-recomputing. Missing networks are computed on parallel workers (`eznas.parallel.run_tasks`) with
-a progress bar; a network whose statistics keep failing is left out of the pool.
+recomputing. A caller may ask for some statistics only (``needs``; a run asks for those its
+programs may read): the probe then computes only those (no Hessian-vector product unless a
+Hessian statistic is asked for). The key does not depend on ``needs``: a cached entry that holds
+every statistic asked for is reused whatever else it holds, and one that lacks some is probed
+again for what it held and what is asked, and overwritten, so entries only grow. Missing networks
+are computed on parallel workers (`eznas.parallel.run_tasks`) with a progress bar; a network whose
+statistics keep failing is left out of the pool.
 
 Device policy: each job probes on its own device (`eznas.jobs.job_device`) of the kind its caller
 sees (`eznas.jobs.device_kind`), and the statistics are stored as CPU float32 either way. GPU
@@ -17,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +34,7 @@ from eznas.errors import EznasError
 from eznas.jobs import device_kind, job_device
 from eznas.netjob import network_and_batch
 from eznas.parallel import Failed, Parallel, run_tasks
-from eznas.probe import LAYER_SCALARS, PROBE_VERSION, NetworkStats, ProbeSettings, probe
+from eznas.probe import LAYER_SCALARS, PROBE_VERSION, SIZE_STATS, NetworkStats, ProbeSettings, probe, resolve_needs
 from eznas.statsbatch import StatsBatch, stack
 from eznas.tasks import Task, parse_task
 
@@ -61,21 +66,24 @@ def stat_shapes(cfg: ProbeSettings) -> dict[str, tuple[int, ...]]:
 
 
 def compute_stats(task: str | Task, arch: Any, cfg: ProbeSettings, data_dir: str | os.PathLike | None = None,
-                  device: str = "cpu") -> NetworkStats:
-    """Build the network, draw its minibatch and probe it on ``device`` (no cache)."""
+                  device: str = "cpu", needs: Iterable[str] | None = None) -> NetworkStats:
+    """Build the network, draw its minibatch and probe it on ``device`` for ``needs`` (None: every
+    statistic; no cache)."""
     data = None if data_dir is None else str(data_dir)
     net, x, y = network_and_batch(task, arch, cfg.net_seed, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data,
                                   device)
-    return probe(net, x, y, cfg)
+    return probe(net, x, y, cfg, needs)
 
 
-def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, kind: str) -> float:
-    """Worker: probe one network into the cache on this job's device of ``kind``; returns the probe's seconds."""
+def _fill_one(task: Task, arch: Any, cfg: ProbeSettings, cache_root: str, data_dir: str | None, kind: str,
+              needs: frozenset[str]) -> float:
+    """Worker: probe one network for ``needs`` into the cache on this job's device of ``kind``; returns
+    the probe's seconds."""
     device = job_device(kind)
     net, x, y = network_and_batch(task, arch, cfg.net_seed, cfg.batch_size, cfg.batch_seed, cfg.input_kind, data_dir,
                                   device)
     start = time.perf_counter()
-    stats = probe(net, x, y, cfg)
+    stats = probe(net, x, y, cfg, needs)
     seconds = time.perf_counter() - start
     StatsCache(cache_root).save(network_key(task, arch, cfg, kind), stats, network_meta(task, arch, kind))
     return seconds
@@ -92,20 +100,26 @@ class Filled:
 def fill_cache(
     task: str | Task, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None, progress: bool = True,
+    needs: Iterable[str] | None = None,
 ) -> Filled:
-    """Compute and cache the statistics of every record not cached yet, on the device kind this
-    process sees (`eznas.jobs.device_kind`).
+    """Compute and cache the statistics ``needs`` (None: every one) of every record whose cache
+    entry lacks some of them, on the device kind this process sees (`eznas.jobs.device_kind`).
+    A record with an entry is probed for what it holds as well, and its entry overwritten.
 
     A network whose job fails on all ``parallel.retries + 1`` attempts (raises, kills its worker,
     runs past ``parallel.timeout`` seconds) is not cached, and a warning names it:
     ``nb201:cifar10 #123 left out after 3 attempts: <error>``.
     """
     t = parse_task(task)  # jobs get the parsed task: a user space's declaration travels with it
-    kind = device_kind()
-    todo = [r for r in records if network_key(t, r["arch"], cfg, kind) not in cache]
+    kind, wanted = device_kind(), resolve_needs(needs)
+    todo = []
+    for r in records:
+        held = cache.holds(network_key(t, r["arch"], cfg, kind))
+        if held is None or not wanted <= held:
+            todo.append((r, wanted | (held or frozenset())))
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
-    jobs = [(_fill_one, (t, r["arch"], cfg, root, data, kind)) for r in todo]
-    labels = [f"{t.name} #{r['index']}" for r in todo]
+    jobs = [(_fill_one, (t, r["arch"], cfg, root, data, kind, probed)) for r, probed in todo]
+    labels = [f"{t.name} #{r['index']}" for r, _ in todo]
     filled = Filled({}, {})
     if not todo:
         return filled
@@ -114,7 +128,7 @@ def fill_cache(
     bar = tqdm(total=len(todo), desc=f"stats {t.name}", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         results = run_tasks(jobs, parallel, labels=labels)
-        for r, label, result in zip(todo, labels, results):
+        for (r, _), label, result in zip(todo, labels, results):
             if isinstance(result, Failed):
                 log.warning("%s left out after %d attempts: %s", label, result.attempts, result.error)
                 filled.failed[r["index"]] = result.error
@@ -129,23 +143,26 @@ def fill_cache(
 def load_pool(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None, progress: bool = True,
+    needs: Iterable[str] | None = None,
 ) -> StatsBatch:
-    """The `StatsBatch` of ``records`` of ``task``, computing what the cache lacks first.
+    """The `StatsBatch` of ``records`` of ``task`` holding the statistics ``needs`` (None: every one)
+    and the size statistics (`eznas.probe.SIZE_STATS`), computing what the cache lacks first.
 
     Networks whose statistics failed (see `fill_cache`) are left out: the batch's ``index``
     holds the benchmark indices of the networks kept, in the order of ``records``.
     """
-    failed = fill_cache(task, records, cfg, cache, parallel, data_dir, progress).failed
+    failed = fill_cache(task, records, cfg, cache, parallel, data_dir, progress, needs).failed
     kept = [r for r in records if r["index"] not in failed]
-    kind = device_kind()
+    kind, wanted = device_kind(), resolve_needs(needs)
     stats = []
     for r in kept:
         key = network_key(task, r["arch"], cfg, kind)
         s = cache.load(key, stat_shapes(cfg))
-        if s is None:  # damaged file: the cache warned; recompute in-process
-            s = compute_stats(task, r["arch"], cfg, data_dir, job_device(kind))
+        if s is None or not wanted <= s.statistics:  # damaged (the cache warned), or rewritten since: recompute
+            probed = wanted | (s.statistics if s else frozenset())
+            s = compute_stats(task, r["arch"], cfg, data_dir, job_device(kind), probed)
             cache.save(key, s, network_meta(task, r["arch"], kind))
-        stats.append(s)
+        stats.append(s.only(wanted | SIZE_STATS))
     if not stats:
         raise EznasError(f"{task}: the statistics of all {len(records)} networks failed (see the warnings above)")
     return stack(stats, [r["accuracy"] for r in kept], [task] * len(kept), [r["index"] for r in kept])

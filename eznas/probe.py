@@ -109,7 +109,6 @@ NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_sn
                "log_chan_rank_sum", "rcor")
 ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
 SIZE_STATS = frozenset({"log_numel", "log_fan_in", "log_fan_out", "depth", "log_params", "log_flops", "log_layers"})
-GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
 LOSSES = ("ce", "logit_sum")
 INPUT_KINDS = ("real", "noise")
 SUBSAMPLE_SEED = 0  # seed of the kept rows/columns, of the Rademacher probes and of the classifier
@@ -187,6 +186,16 @@ class NetworkStats:
     def num_layers(self) -> int:
         """L, the number of nodes."""
         return next(iter(self.layers.values())).shape[0]
+
+    @property
+    def statistics(self) -> frozenset[str]:
+        """The names of the statistics held (per-layer and net-level)."""
+        return frozenset(self.layers) | frozenset(self.net)
+
+    def only(self, names: frozenset[str]) -> NetworkStats:
+        """These statistics restricted to ``names`` (the same tensors, not copies)."""
+        return NetworkStats({k: v for k, v in self.layers.items() if k in names},
+                            {k: v for k, v in self.net.items() if k in names})
 
 
 # ----------------------------------------------------------------------------- seeded draws
@@ -801,6 +810,7 @@ def _hutchinson(rec: _Recorder, keep: list[int], probes: int) -> list[torch.Tens
 
 MEASURES: tuple[type[_Measure], ...] = (_Activations, _OutputGrads, _Correlations, _SignKernel, _ChannelRank,
                                         _Weights, _WeightGrads, _GradTotals, _Hessian)
+HESSIAN_STATS = _Hessian.provides  # the statistics that need the Hessian-vector products
 
 
 # ----------------------------------------------------------------------------- the probe
@@ -881,7 +891,8 @@ def measure(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, 
     return layers, scalars
 
 
-def _resolve_needs(needs: Iterable[str] | None) -> frozenset[str]:
+def resolve_needs(needs: Iterable[str] | None) -> frozenset[str]:
+    """The statistics ``needs`` names (None: every one); ValueError naming any unknown name."""
     if needs is None:
         return ALL_STATS
     wanted = frozenset(needs)
@@ -922,5 +933,5 @@ def probe(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None,
         missing or malformed targets, labels outside the net's classes, a batch too small for
         its batch-norm layers, an output holding no logits, or a net with no Conv2d/Linear layer.
     """
-    layers, scalars = measure(net, inputs, targets, settings, _resolve_needs(needs))
+    layers, scalars = measure(net, inputs, targets, settings, resolve_needs(needs))
     return NetworkStats(layers=layers, net=scalars)

@@ -71,12 +71,13 @@ def unseen_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_
     todo = [e for e in exprs if not set(tasks) <= set(known.get(e, {}))]
     if todo and tasks:
         cache = StatsCache(cache_dir) if cache_dir else StatsCache()
+        needs = set(cfg.evolution.statistics).union(*(programs.statistics_of(programs.parse(e)) for e in todo))
         for task in tasks:
             records = (validation_records(task, cfg, run.pools, data_dir) if task in cfg.tasks.validate else
                        heldout_records(task, cfg, run.used, data_dir))
             echo(f"scoring {len(todo)} programs on {len(records)} unseen networks of {task} "
                  "(statistics cached; --no-heldout skips this)")
-            batch = load_pool(task, records, cfg.probe, cache, cfg.run.parallel, data_dir)
+            batch = load_pool(task, records, cfg.probe, cache, cfg.run.parallel, data_dir, needs=needs)
             evaluator = Evaluator(batch)
             for e in todo:
                 known.setdefault(e, {})[task] = evaluate(evaluator, programs.parse(e), penalise_ties=False).taus[task]
@@ -148,14 +149,16 @@ def readable_forms(out: Path, exprs: list[str], data_dir: str | None = None, cac
 
 
 def pool_batch(out: Path, data_dir: str | None = None, cache_dir: str | None = None) -> StatsBatch:
-    """The statistics of the run's evolution pools (from the cache; what is missing is computed)."""
+    """The statistics of the run's evolution pools that its programs may read (from the cache; what is
+    missing is computed)."""
     run = read_run(out, data_dir)
     cfg = run.config
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
     parts = []
     for task, indices in run.pools.items():
         everything = benchmarks.load_task(task, data_dir)
-        parts.append(load_pool(task, [everything[i] for i in indices], cfg.probe, cache, cfg.run.parallel, data_dir))
+        parts.append(load_pool(task, [everything[i] for i in indices], cfg.probe, cache, cfg.run.parallel, data_dir,
+                               needs=cfg.evolution.statistics))
     return concat(parts)
 
 
