@@ -16,7 +16,7 @@ import torch
 import primitives
 from eznas import benchmarks, gp as programs, inputs
 from eznas import probe as probe_module
-from eznas.export import export_source
+from eznas.export import export_source, program_code
 from eznas.fitness import Evaluator
 from eznas.probe import ProbeSettings, probe
 from eznas.spaces import build_network
@@ -164,15 +164,16 @@ def test_re_exporting_the_published_proxy_with_its_formula_keeps_its_code_and_sc
     assert text[text.index('"""', 3):] == old[old.index('"""', 3):]
 
 
-def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path) -> None:
-    """``eznas export RECORD.json``: the published proxy again from its record alone, the same code after the
+@pytest.mark.parametrize("name", ["eznas_best", "eznas_lean"])
+def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path, name: str) -> None:
+    """``eznas export RECORD.json``: a published proxy again from its record alone, the same code after the
     docstring and the same record (less the formula, which --raw leaves out)."""
     import json
 
     from conftest import REPO
     from eznas.export import export_run
 
-    published = REPO / "results" / "proxies" / "eznas_best.py"
+    published = REPO / "results" / "proxies" / f"{name}.py"
     target, record, infix = export_run(published.with_suffix(".json"), None, tmp_path / "again.py", formulas=False)
     old, new = published.read_text(), target.read_text()
     assert new[new.index('"""', 3):] == old[old.index('"""', 3):]
@@ -180,3 +181,19 @@ def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path) ->
     original.pop("formula", None)
     assert json.loads(record.read_text()) == original
     assert infix == programs.infix(programs.parse(original["expression"]))
+
+
+def test_the_lean_proxy_is_a_pruning_of_the_published_one() -> None:
+    """results/proxies/eznas_lean: pruned from eznas_best (`eznas prune`), at most 25 nodes, reading a subset of
+    its statistics, so that its file embeds fewer of the probe's measures."""
+    import json
+
+    from conftest import REPO, published_expression
+
+    record = json.loads((REPO / "results" / "proxies" / "eznas_lean.json").read_text())
+    assert record["pruned_from"]["expression"] == published_expression("eznas_best")
+    lean, best = programs.parse(record["expression"]), programs.parse(published_expression("eznas_best"))
+    assert len(lean) == record["size"] <= 25 < len(best)
+    assert program_code(lean)[2] < program_code(best)[2]
+    files = [REPO / "results" / "proxies" / f"{n}.py" for n in ("eznas_lean", "eznas_best")]
+    assert len(files[0].read_text().splitlines()) < len(files[1].read_text().splitlines())
