@@ -125,7 +125,7 @@ class StatsCache:
             with path.open("rb") as f:
                 head = f.read(8)
                 head += f.read(min(int.from_bytes(head, "little"), _MAX_HEADER))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no entry (or no cache directory: see check_writable)
             return None
         try:
             tensors, doc = _header(head)
