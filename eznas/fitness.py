@@ -14,12 +14,10 @@ and selection reads each generation's sample out of the pool's scores.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
@@ -33,7 +31,6 @@ from eznas.tasks import family
 
 WORST = -1.0
 SOFTMIN_TEMPERATURE = 0.05  # of the space_softmin aggregate: a family 0.1 below the others weighs e^2 more
-HEAP_KEEP_BYTES = 1 << 30  # freed memory an evaluating process keeps for reuse (see `_reuse_freed_memory`)
 TAU_BLOCK = 1 << 24  # pair comparisons held in memory at once by `kendall_taus`
 
 
@@ -88,7 +85,6 @@ class Evaluator:
 
     def __init__(self, batch: StatsBatch, memo_bytes: int = 1 << 30, numbers_bytes: int = 1 << 28,
                  device: str | None = None):
-        _reuse_freed_memory()
         self.batch = batch if device is None else batch.to(device)
         self.context = batch.context()
         self._numbers, self._matrices = Memo(numbers_bytes), Memo(memo_bytes)
@@ -132,24 +128,6 @@ class Evaluator:
         if name in self.batch.layers:
             return self.batch.layers[name]
         return self.batch.net[name]
-
-
-@cache
-def _reuse_freed_memory() -> None:
-    """Let glibc's allocator keep freed blocks of up to `HEAP_KEEP_BYTES` for reuse (once per process).
-
-    By default glibc maps every block of 32 MB or more afresh and unmaps it when freed, and the
-    matrix values of a pool are 50 to 200 MB each: every primitive then paid the page faults of
-    zeroing fresh memory for its result, most of the time an elementwise primitive takes. Kept
-    in the heap, those blocks are reused by the next primitive. Where the C library is not
-    glibc, nothing changes.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    for option, value in ((-3, HEAP_KEEP_BYTES), (-1, HEAP_KEEP_BYTES), (-2, 1 << 26)):  # mmap, trim threshold; top pad
-        mallopt(option, value)
 
 
 def kendall_taus(scores: np.ndarray, accuracy: np.ndarray, penalise_ties: bool = False) -> np.ndarray:
