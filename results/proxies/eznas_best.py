@@ -1,6 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = ((max(((log_snip_total + (log_chan_rank_sum * ((naswot + log_grad_norm) - log_grad_norm))) / log_params), (min(log_chan_rank_sum, square(neg(exp_clamped(log_snip_total)))) * log_chan_rank_sum)) + (logdet_sum(linear(znorm(G))) * (relu((((sign(relu(log_chan_rank_sum)) * (log_params - log_grad_norm)) + ((max(log_numel) + max(log_chan_rank)) - sqrt_abs(log_flops))) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_flops))) * log_params))) * (max(log_numel) + max(log_w_norm)))
+    score = (log_chan_rank_sum*min(log_chan_rank_sum, exp_clamped(log_snip_total)**2) + log_flops*log_params*(log_params + max_layers(log_chan_rank) + max_layers(log_numel) - sqrt(log_flops) - log_grad_norm)*logdet_sum(gram_linear(znorm(G)))*min(log_chan_rank_sum, exp_clamped(log_snip_total)**4))*(max_layers(log_numel) + max_layers(log_w_norm))
+
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
+
+    ((max(((log_snip_total + (log_chan_rank_sum * ((naswot + log_grad_norm) - log_grad_norm))) / log_params), (min(log_chan_rank_sum, square(neg(exp_clamped(log_snip_total)))) * log_chan_rank_sum)) + (logdet_sum(linear(znorm(G))) * (relu((((sign(relu(log_chan_rank_sum)) * (log_params - log_grad_norm)) + ((max(log_numel) + max(log_chan_rank)) - sqrt_abs(log_flops))) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_flops))) * log_params))) * (max(log_numel) + max(log_w_norm)))
 
 Usage::
 

@@ -1,555 +1,453 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = ((relu(((((logdet_sum(KG) * log_chan_rank_sum) * (log_params - log_grad_norm)) * (log_params - log_grad_norm)) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_chan_rank_sum))) * log_params) * (logdet_sum(KG) * abs((log_params * (log_chan_rank_sum * log_chan_rank_sum)))))
+    score = log_chan_rank_sum**4*log_params**2*(log_params - log_grad_norm)**2*logdet_sum(KG)**2*min(log_chan_rank_sum, exp_clamped(log_snip_total)**4)
 
-Prefix form (eznas's own): n_mul(n_mul(n_relu(n_mul(n_mul(n_mul(n_mul(logdet_sum(KG), log_chan_rank_sum), n_sub(log_params, log_grad_norm)), n_sub(log_params, log_grad_norm)), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_chan_rank_sum))), log_params), n_mul(logdet_sum(KG), n_abs(n_mul(log_params, n_mul(log_chan_rank_sum, log_chan_rank_sum)))))
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
+
+    ((relu(((((logdet_sum(KG) * log_chan_rank_sum) * (log_params - log_grad_norm)) * (log_params - log_grad_norm)) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_chan_rank_sum))) * log_params) * (logdet_sum(KG) * abs((log_params * (log_chan_rank_sum * log_chan_rank_sum)))))
 
 Usage::
 
     from this_file import score
-    s = score(net, inputs, targets)   # higher = better; net is left unchanged
+    s = score(net, inputs, targets)   # higher = better; the net is left untouched
 
-Works on any torch network of Conv2d/Linear layers. Imports only torch, math and the standard
-library. Statistics are computed by the embedded eznas probe (version 5).
+Works on any torch network of Conv2d/Linear layers (and nn.MultiheadAttention) whose forward
+returns the logits (or a tuple ending with them, or a dict with 'logits'). Imports only torch,
+math and the standard library. The code below is eznas's probe (version 6),
+restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
-{
- "evolve_tasks": [
-  "nb201:cifar10"
- ],
- "pool_fitness": 0.7784902123495148,
- "pool_taus": {
-  "nb201:cifar10": 0.7784902123495148
- },
- "probe": {
-  "batch_seed": 0,
-  "batch_size": 64,
-  "features": 64,
-  "hessian_probes": 1,
-  "input_kind": "real",
-  "loss": "ce",
-  "max_layers": 16,
-  "net_seed": 0,
-  "weight_cols": 32,
-  "weight_rows": 32
- },
- "rank": 0,
- "run": "runs/nb201_only",
- "seed": 0
-}
+ evolve_tasks: ["nb201:cifar10"]
+ pool_fitness: 0.7784902123495148
+ pool_taus: {"nb201:cifar10": 0.7784902123495148}
+ probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
+ rank: 0
+ run: "runs/nb201_only"
+ seed: 0
 """
 
-# ---------------------------------------------------------------- eznas probe (embedded)
-
-
-
-import hashlib
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from types import SimpleNamespace
+import copy
+import hashlib
+import math
+import warnings
 
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-PROBE_VERSION = 5
 TINY = 1e-30
-GRAM_FEATURES = 2048  # the sample Grams KA, KG, KS use at most this many seeded feature columns
-CHANNEL_SAMPLES = 8  # `channel_rank` averages over the first this many samples of the batch
 
-MATRIX_STATS = ("W", "dW", "H", "A", "G", "KA", "KG", "KS")
-LAYER_SCALARS = (
-    "log_numel", "log_fan_in", "log_fan_out", "depth",
-    "log_w_norm", "log_dw_norm", "log_snip", "log_h_trace", "log_chan_rank",
-)
-NET_SCALARS = ("log_params", "log_flops", "log_layers", "log_grad_norm", "log_snip_total", "naswot",
-               "log_chan_rank_sum", "rcor")
-ALL_STATS = frozenset(MATRIX_STATS + LAYER_SCALARS + NET_SCALARS)
-GRADIENT_STATS = frozenset({"dW", "G", "KG", "log_dw_norm", "log_snip", "log_grad_norm", "log_snip_total", "rcor"})
-HESSIAN_STATS = frozenset({"H", "log_h_trace"})
-LOSSES = ("ce", "logit_sum")
-_MAX_WIDTH = 1 << 16
-_MAX_PROBES = 1 << 16
+GRAM_FEATURES = 2048
 
+CHANNEL_SAMPLES = 8
 
-@dataclass(frozen=True)
-class ProbeSettings:
-    """What the probe keeps and how it measures.
+SUBSAMPLE_SEED = 0
 
-    Attributes
-    ----------
-    features : F, columns kept of A and G.
-    weight_rows, weight_cols : R and C, rows and columns kept of W, dW and H.
-    max_layers : None to keep every node, else keep at most this many, evenly spread over
-        the forward order (``round(linspace(0, L-1, max_layers))``).
-    hessian_probes : Rademacher probes averaged in the Hutchinson estimate of H.
-    loss : ``"ce"`` (cross-entropy on the targets) or ``"logit_sum"`` (sum of logits, EZNAS).
-    seed : seed of the subsample indices and of the Rademacher probes.
-    """
-
-    features: int = 64
-    weight_rows: int = 64
-    weight_cols: int = 64
-    max_layers: int | None = None
-    hessian_probes: int = 1
-    loss: str = "ce"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        ranges = {
-            "features": (1, _MAX_WIDTH),
-            "weight_rows": (1, _MAX_WIDTH),
-            "weight_cols": (1, _MAX_WIDTH),
-            "max_layers": (1, _MAX_WIDTH),
-            "hessian_probes": (1, _MAX_PROBES),
-            "seed": (0, 2**63 - 1),
-        }
-        for name, (lo, hi) in ranges.items():
-            value = getattr(self, name)
-            if name == "max_layers" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(
-                    f"ProbeSettings.{name} = {value!r}: must be an integer in [{lo}, {hi}]"
-                    + (" or None" if name == "max_layers" else "")
-                )
-        if self.loss not in LOSSES:
-            raise ValueError(
-                f"ProbeSettings.loss = {self.loss!r}: must be one of {', '.join(LOSSES)}"
-            )
-
-
-@dataclass
-class NetworkStats:
-    """Statistics of one network on one batch (float32 tensors on the CPU).
-
-    Attributes
-    ----------
-    layers : stat name -> tensor stacked over nodes on dim 0 ([L, R, C], [L, N, F] or [L]).
-    net : net-level scalar name -> value.
-    """
-
-    layers: dict[str, torch.Tensor]
-    net: dict[str, float]
-
-    @property
-    def num_layers(self) -> int:
-        """L, the number of nodes."""
-        return next(iter(self.layers.values())).shape[0]
-
-
-def _seed(*parts: object) -> int:
-    """A 63-bit seed mixed from ``parts`` (stable across processes and platforms)."""
+def _seed(*parts):
     digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    return int.from_bytes(digest[:8], 'little') >> 1
 
-
-def _generator(*parts: object) -> torch.Generator:
-    gen = torch.Generator(device="cpu")
+def _generator(*parts):
+    gen = torch.Generator(device='cpu')
     gen.manual_seed(_seed(*parts))
     return gen
 
-
 @lru_cache(maxsize=8192)
-def subsample_index(size: int, k: int, seed: int, node: int, role: str) -> torch.Tensor:
-    """The ``k`` indices kept of ``size`` for a node and role (``"A"``, ``"rows"``, ``"cols"``).
-
-    A seeded permutation of ``range(size)``, cut to ``k`` or repeated cyclically up to ``k``
-    when ``size < k``. The returned CPU tensor is shared (cached): do not modify it.
-    """
+def subsample_index(size, k, seed, node, role):
     perm = torch.randperm(size, generator=_generator(seed, node, role))
     if size < k:
         perm = perm.repeat(-(-k // size))
     return perm[:k].clone()
 
-
-def rademacher(shape: torch.Size, seed: int, node: int, probe_index: int,
-               dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The Rademacher (+-1) vector of one node and probe, drawn on the CPU then moved."""
-    bits = torch.randint(0, 2, tuple(shape), generator=_generator(seed, node, "z", probe_index),
-                         dtype=torch.int8)
-    return bits.to(device=device, dtype=dtype).mul_(2).sub_(1)
-
-
-def sample_corr(x: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation between the rows (samples) of ``x`` [N, D] -> [N, N] (float32 math).
-
-    A constant row correlates 0 with every other row; the diagonal is 1.
-    """
-    x = x.float()
-    x = x - x.mean(dim=1, keepdim=True)
-    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    live = norm > 1e-12 * (1.0 + x.abs().amax())
-    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
-    corr = x @ x.T
-    corr.diagonal().fill_(1.0)
-    return corr
-
-
-def sign_kernel(x: torch.Tensor) -> torch.Tensor:
-    """NASWOT kernel of ``x`` [N, D] -> [N, N]: fraction of units where two samples agree on x > 0.
-
-    With s = +-1 codes, agreements = (s s^T / D + 1) / 2: one matrix product.
-    """
-    s = (x > 0).float().mul_(2.0).sub_(1.0)
-    return (s @ s.T).div_(x.shape[1]).add_(1.0).mul_(0.5)
-
-
-def channel_rank(out: torch.Tensor, samples: int = CHANNEL_SAMPLES) -> float:
-    """Participation ratio (sum of eigenvalues)^2 / (sum of squared eigenvalues) of the channel
-    correlation of a node output, averaged over its first ``samples`` samples.
-
-    For an output [N, C, H, W] the channels of one sample are correlated over its H*W spatial
-    positions ([C, C] Pearson matrix); for an output without spatial extent ([N, D], or H*W = 1)
-    the D units are correlated over the N samples of the batch. The ratio runs from 1 (every
-    channel carries the same signal) to the number of non-constant channels (uncorrelated
-    channels), and needs no eigendecomposition: the trace is that count and the sum of squared
-    eigenvalues is the squared Frobenius norm. Constant channels count as absent.
-    """
-    x = out.detach().float()
-    if x.dim() > 2 and x[0, 0].numel() > 1:
-        x = x[:samples].flatten(2)  # [S, C, positions]
-    else:
-        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)  # [1, units, samples]
-    x = x - x.mean(dim=2, keepdim=True)
-    norm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
-    live = norm > 1e-12 * (1.0 + x.abs().amax())
-    x = torch.where(live, x / norm.clamp_min(TINY), torch.zeros_like(x))
-    small = x @ x.transpose(1, 2) if x.shape[1] <= x.shape[2] else x.transpose(1, 2) @ x
-    trace = live.flatten(1).sum(dim=1).float()
-    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
-    return float(ratio.mean())
-
-
-def _logdet(m: torch.Tensor) -> float:
-    """log|det(m + 1e-6 I)|, finite for any finite m."""
-    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
-    value = torch.linalg.slogdet(m + 1e-6 * eye).logabsdet
-    return float(value) if math.isfinite(float(value)) else -1e30
-
-
-def kept_nodes(count: int, max_layers: int | None) -> list[int]:
-    """Positions of the nodes kept out of ``count``: all, or ``max_layers`` evenly spread."""
+def kept_nodes(count, max_layers):
     if max_layers is None or count <= max_layers:
         return list(range(count))
     if max_layers == 1:
         return [0]
     return [round(j * (count - 1) / (max_layers - 1)) for j in range(max_layers)]
 
+def _unit_rows(x):
+    x = x.float()
+    x = x - x.mean(dim=-1, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=-1)
+    live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
+    return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
 
-def _log(x: float | torch.Tensor) -> float | torch.Tensor:
+def sample_corr(x):
+    x, inv = _unit_rows(x)
+    corr = (x @ x.mT).mul_(inv.unsqueeze(-1)).mul_(inv.unsqueeze(-2))
+    corr.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return corr
+
+def channel_rank(out, samples=CHANNEL_SAMPLES):
+    x = out.detach()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)
+    x, inv = _unit_rows(x)
+    x = x * inv.unsqueeze(-1)
+    small = x @ x.mT if x.shape[1] <= x.shape[2] else x.mT @ x
+    trace = (inv > 0).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
+
+def _logdet(m):
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    value = float(torch.linalg.slogdet(m + 1e-06 * eye).logabsdet)
+    return value if math.isfinite(value) else -1e+30
+
+def _log(x):
     if isinstance(x, torch.Tensor):
         return torch.log(x.double() + TINY)
     return math.log(x + TINY)
 
+def _per_sample(t, n):
+    if t.dim() >= 1 and t.shape[0] == n:
+        return t.detach().reshape(n, -1)
+    if t.dim() >= 2 and t.shape[1] == n:
+        return t.detach().transpose(0, 1).reshape(n, -1)
+    if t.dim() >= 1 and t.shape[0] % n == 0:
+        return t.detach().reshape(n, -1)
+    return None
 
-def _fans(module: nn.Module) -> tuple[int, int]:
-    """(fan_in, fan_out) of a node: connections into one output unit / out of one input unit."""
-    weight = module.weight
-    groups = getattr(module, "groups", 1)
-    receptive = weight[0, 0].numel()
-    return weight[0].numel(), weight.shape[0] * receptive // groups
+def _stack(values):
+    if isinstance(values[0], torch.Tensor):
+        return torch.stack(values).to(device='cpu', dtype=torch.float32)
+    return torch.tensor(values, dtype=torch.float32)
 
+def check_batch(inputs, targets, loss):
+    if not isinstance(inputs, torch.Tensor):
+        raise ValueError(f'inputs: expected one tensor holding the batch [N, ...], got {type(inputs).__name__}; stack the samples into one tensor (torch.stack)')
+    if inputs.dim() == 0 or inputs.shape[0] == 0:
+        raise ValueError(f'inputs: the batch is empty (shape {tuple(inputs.shape)}); pass at least two samples')
+    if loss != 'ce':
+        return
+    if targets is None:
+        raise ValueError('targets: None, but the cross-entropy loss needs the class label of every sample; pass an integer tensor [N]')
+    if not isinstance(targets, torch.Tensor):
+        raise ValueError(f'targets: expected an integer tensor [N] of class labels, got {type(targets).__name__}; convert it with torch.as_tensor')
+    if targets.shape != inputs.shape[:1] or targets.is_floating_point() or targets.is_complex():
+        raise ValueError(f'targets: expected an integer tensor of shape [{inputs.shape[0]}] (one class label per sample), got {targets.dtype} {tuple(targets.shape)}; pass class indices')
 
-class _NetState:
-    """Everything the probe may touch, captured so that it can be put back exactly."""
+def logits_of(output):
+    found = output
+    if isinstance(output, Mapping):
+        found = output.get('logits', output.get('out'))
+    elif isinstance(output, (tuple, list)) and output:
+        found = output[-1]
+    if not isinstance(found, torch.Tensor):
+        kind = f'{type(output).__name__} with keys {list(output)}' if isinstance(output, Mapping) else type(output).__name__
+        raise ValueError(f"net: its forward returned {kind}; the probe needs the logits [N, classes]: a tensor, a tuple or list ending with them, or a dict with a 'logits' or 'out' entry; wrap the net")
+    return found
 
-    def __init__(self, net: nn.Module) -> None:
-        self.modes = [(m, m.training) for m in net.modules()]
-        self.flags = [(p, p.requires_grad) for p in net.parameters()]
-        self.buffers = [
-            (m, name, buf, buf.detach().clone())
-            for m in net.modules() for name, buf in m._buffers.items() if buf is not None
-        ]
+def _checked_logits(output, targets, n, loss):
+    logits = logits_of(output)
+    if logits.dim() != 2 or logits.shape[0] != n:
+        raise ValueError(f'net: its logits have shape {tuple(logits.shape)}, expected [{n}, classes] for a batch of {n}; wrap the net so that its forward returns one row of class scores per sample')
+    if loss == 'ce':
+        low, high = (int(targets.min()), int(targets.max()))
+        if low < 0 or high >= logits.shape[1]:
+            raise ValueError(f"targets: labels must lie in [0, {logits.shape[1]}) for the net's {logits.shape[1]} output classes, got labels in [{low}, {high}]; pass labels of the net's classes")
+    return logits
 
-    def restore(self) -> None:
-        for module, mode in self.modes:
-            module.training = mode
-        for param, flag in self.flags:
-            param.requires_grad_(flag)
-        with torch.no_grad():
-            for module, name, buf, saved in self.buffers:
-                module._buffers[name] = buf
-                buf.copy_(saved)
+NODE_TYPES = (nn.Conv2d, nn.Linear)
 
+class _SeenAttention(nn.MultiheadAttention):
 
-def _resolve_needs(needs: Iterable[str] | None) -> frozenset[str]:
-    if needs is None:
-        return ALL_STATS
-    wanted = frozenset(needs)
-    unknown = wanted - ALL_STATS
-    if unknown:
-        raise ValueError(
-            f"probe: unknown stat(s) {', '.join(sorted(unknown))} in needs; "
-            f"known: {', '.join(sorted(ALL_STATS))}"
-        )
-    return wanted
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False):
+        if query.dim() != 3:
+            return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)
+        width = self.embed_dim
+        batch = (lambda t: t) if self.batch_first else lambda t: t.transpose(0, 1)
+        if self._qkv_same_embed_dim and query is key and (key is value):
+            q, k, v = self.seen_in(batch(query)).chunk(3, dim=-1)
+        elif self._qkv_same_embed_dim:
+            q, k, v = (self.seen_in(batch(t))[..., j * width:(j + 1) * width] for j, t in enumerate((query, key, value)))
+        else:
+            biases = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (0.0, 0.0, 0.0)
+            q, k, v = (proj(batch(t)) + b for proj, t, b in zip((self.seen_q, self.seen_k, self.seen_v), (query, key, value), biases))
+        eye = torch.eye(width, dtype=q.dtype, device=q.device)
+        out, weights = F.multi_head_attention_forward(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), width, self.num_heads, None, None, self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, eye, None, training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask, use_separate_proj_weight=True, q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye, average_attn_weights=average_attn_weights, is_causal=is_causal)
+        return (batch(self.out_proj(out.transpose(0, 1))), weights)
 
+def _shared_linear(weight):
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device='meta')
+    linear.weight = weight
+    return linear
 
-def probe(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-          settings: ProbeSettings = ProbeSettings(),
-          needs: Iterable[str] | None = None) -> NetworkStats:
-    """Measure ``net`` at its current weights on one batch.
+def _see_attention(attention):
+    attention.__class__ = _SeenAttention
+    if attention._qkv_same_embed_dim:
+        attention.seen_in = _shared_linear(attention.in_proj_weight)
+        attention.seen_in.bias = attention.in_proj_bias
+    else:
+        attention.seen_q = _shared_linear(attention.q_proj_weight)
+        attention.seen_k = _shared_linear(attention.k_proj_weight)
+        attention.seen_v = _shared_linear(attention.v_proj_weight)
 
-    Parameters
-    ----------
-    net : any module whose forward returns logits [N, classes] (or a tuple starting with them)
-        and that contains Conv2d/Linear layers. Left exactly as found.
-    inputs : the batch, moved to the device of the net's first parameter.
-    targets : class labels [N] (unused by the ``"logit_sum"`` loss).
-    settings : subsample sizes, loss and seed.
-    needs : stat names the caller needs, or None for all. The backward pass runs only when a
-        gradient stat (dW, G, log_dw_norm, log_snip) or a Hessian stat (H, log_h_trace) is
-        needed, the Hessian-vector products only for a Hessian stat. The result holds every
-        stat of the passes that ran: the forward ones (W, A, log_numel, log_fan_in,
-        log_fan_out, depth, log_w_norm and the net scalars) always, the gradient ones when
-        the backward ran, the Hessian ones when the products ran.
+class _Hardsigmoid(nn.Hardsigmoid):
 
-    Returns
-    -------
-    NetworkStats with float32 CPU tensors. Same net, batch and settings give bit-identical
-    stats on the CPU.
-    """
-    wanted = _resolve_needs(needs)
-    need_hessian = bool(wanted & HESSIAN_STATS)
-    need_grad = need_hessian or bool(wanted & GRADIENT_STATS)
-    first = next(net.parameters(), None)
-    if first is not None:
-        inputs, targets = inputs.to(first.device), targets.to(first.device)
-    log_params = _log(sum(p.numel() for p in net.parameters() if p.requires_grad))
-    state = _NetState(net)
+    def forward(self, x):
+        return F.relu6(x + 3.0) / 6.0
+
+class _Hardswish(nn.Hardswish):
+
+    def forward(self, x):
+        return x * F.relu6(x + 3.0) / 6.0
+
+_TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _Hardsigmoid, nn.Hardswish: _Hardswish}
+
+def private_copy(net):
+    memo = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in net.parameters()}
+    for module in net.modules():
+        for name, value in vars(module).items():
+            if 'hooks' in name and isinstance(value, dict):
+                memo[id(value)] = type(value)()
     try:
-        net.eval()
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._NormBase):
-                module.train()
-        if need_grad:
-            for module in net.modules():
-                if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    module.weight.requires_grad_(True)
-        with torch.inference_mode(False), torch.set_grad_enabled(need_grad):
-            stats = _run(net, inputs, targets, settings, need_grad, need_hessian)
-    finally:
-        state.restore()
-    stats.net = {"log_params": float(log_params), **stats.net}
-    return stats
+        work = copy.deepcopy(net, memo)
+    except Exception as e:
+        raise ValueError(f'net: the probe works on a private copy and copy.deepcopy failed ({type(e).__name__}: {e}); make the net deep-copyable') from None
+    work.eval()
+    for module in list(work.modules()):
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            module.train()
+        if type(module) is nn.MultiheadAttention:
+            _see_attention(module)
+        if type(module) in _TWICE_DIFFERENTIABLE:
+            module.__class__ = _TWICE_DIFFERENTIABLE[type(module)]
+    return work
 
+def redraw_classifier(head):
+    weight = head.weight
+    bound = 1.0 / math.sqrt(weight[0].numel())
+    values = torch.rand(weight.shape, generator=_generator(SUBSAMPLE_SEED, 'classifier'), dtype=torch.float64)
+    head.weight = nn.Parameter(values.mul_(2 * bound).sub_(bound).to(device=weight.device, dtype=weight.dtype), requires_grad=False)
+    if getattr(head, 'bias', None) is not None:
+        head.bias = nn.Parameter(torch.zeros_like(head.bias), requires_grad=False)
 
-def _run(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, settings: ProbeSettings,
-         need_grad: bool, need_hessian: bool) -> NetworkStats:
-    """Forward, backward and Hessian products; the net is already in probe mode."""
-    seed = settings.seed
-    nodes: list[nn.Module] = []
-    seen: set[int] = set()
-    acts: list[torch.Tensor] = []
-    out_grads: dict[int, torch.Tensor] = {}
-    act_grams: list[tuple[torch.Tensor, torch.Tensor]] = []
-    chan_ranks: list[float] = []
-    grad_grams: dict[int, torch.Tensor] = {}
-    tensor_hooks = []
-    macs = [0]
+def _weight_matrices(module):
+    return [p for name, p in module.named_parameters(recurse=False) if 'weight' in name and p.dim() > 1]
 
-    def forward_hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        n = out.shape[0]
-        per_sample = out.numel() // n
-        macs[0] += per_sample * module.weight[0].numel()
-        if id(module) in seen:
-            return
-        index = len(nodes)
-        cols = subsample_index(per_sample, settings.features, seed, index, "A").to(out.device)
-        seen.add(id(module))
-        nodes.append(module)
-        flat = out.detach().reshape(n, per_sample)
-        acts.append(flat.index_select(1, cols))
-        wide = per_sample > GRAM_FEATURES
-        gcols = subsample_index(per_sample, GRAM_FEATURES, seed, index, "K").to(out.device) if wide else None
-        gram_in = flat.index_select(1, gcols) if wide else flat
-        act_grams.append((sample_corr(gram_in), sign_kernel(gram_in)))
-        chan_ranks.append(channel_rank(out))
-        if need_grad and out.requires_grad:
-            def grad_hook(grad: torch.Tensor) -> None:
-                flat_grad = grad.detach().reshape(n, per_sample)
-                out_grads[index] = flat_grad.index_select(1, cols)
-                grad_grams[index] = sample_corr(flat_grad.index_select(1, gcols) if wide else flat_grad)
+class _Recorder:
 
-            tensor_hooks.append(out.register_hook(grad_hook))
+    def __init__(self, work, measures, n, need_grad):
+        self.measures = measures
+        self.n = n
+        self.need_grad = need_grad
+        self.nodes = []
+        self.macs = 0.0
+        self.grads = {}
+        self._index = {}
+        self._ran = []
+        self._no_layout = set()
+        self._tensor_hooks = []
+        self._hooks = []
+        for module in work.modules():
+            if isinstance(module, NODE_TYPES):
+                module.weight.requires_grad_(True)
+                self._hooks.append(module.register_forward_hook(self._on_output))
+            elif _weight_matrices(module):
+                self._hooks.append(module.register_forward_hook(lambda m, args, out: self._ran.append(m)))
 
-    handles = [m.register_forward_hook(forward_hook)
-               for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        logits = net(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not nodes:
-        raise ValueError("probe: no Conv2d or Linear layer ran in the forward pass of the net")
-    if isinstance(logits, (tuple, list)):
-        logits = logits[0]
-    weights = [m.weight for m in nodes]
-
-    grads: list[torch.Tensor] = []
-    hess: list[torch.Tensor] = []
-    if need_grad:
-        loss = F.cross_entropy(logits, targets) if settings.loss == "ce" else logits.sum()
+    def forward(self, work, x):
         try:
-            raw = (torch.autograd.grad(loss, weights, create_graph=need_hessian, allow_unused=True)
-                   if loss.requires_grad else [None] * len(weights))
+            return work(x)
+        except ValueError as e:
+            if 'Expected more than 1' not in str(e):
+                raise
+            raise ValueError(f"inputs: a batch of {len(x)} is too small for the net's normalisation layers, which the probe runs on batch statistics ({e}); pass more samples") from None
         finally:
-            for handle in tensor_hooks:
-                handle.remove()
-        grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, raw)]
-        del loss, logits
-        if need_hessian:
-            hess = _hutchinson(weights, grads, settings)
-    stats = _collect(nodes, acts, out_grads, grads, hess, settings, float(macs[0]))
-    keep = kept_nodes(len(nodes), settings.max_layers)
-    stats.layers["log_chan_rank"] = torch.tensor([_log(chan_ranks[i]) for i in keep], dtype=torch.float32)
-    stats.net["log_chan_rank_sum"] = _log(sum(chan_ranks))
-    _add_grams(stats, act_grams, grad_grams, bool(grads), settings)
-    return stats
+            for hook in self._hooks:
+                hook.remove()
 
+    def release(self):
+        for hook in self._tensor_hooks:
+            hook.remove()
 
-def _add_grams(stats: NetworkStats, act_grams: list[tuple[torch.Tensor, torch.Tensor]],
-               grad_grams: dict[int, torch.Tensor], with_grads: bool, settings: ProbeSettings) -> None:
-    """Full-resolution sample Gram matrices: per kept node KA, KS (and KG), and over ALL nodes
-    the NASWOT score logdet(sum KS) and the RCor score logdet(sum |KA| + |KG|)."""
-    keep = kept_nodes(len(act_grams), settings.max_layers)
-    zeros = torch.zeros_like(act_grams[0][0])
-    stats.layers["KA"] = torch.stack([act_grams[i][0] for i in keep]).float().cpu()
-    stats.layers["KS"] = torch.stack([act_grams[i][1] for i in keep]).float().cpu()
-    stats.net["naswot"] = _logdet(sum(ks.double() for _, ks in act_grams))
-    if with_grads:
-        kg = [grad_grams.get(i, zeros) for i in range(len(act_grams))]
-        stats.layers["KG"] = torch.stack([kg[i] for i in keep]).float().cpu()
-        stats.net["rcor"] = _logdet(sum(ka.double().abs() + g.double().abs() for (ka, _), g in zip(act_grams, kg)))
+    def _on_output(self, module, args, out):
+        flat = _per_sample(out, self.n) if isinstance(out, torch.Tensor) else None
+        if flat is None:
+            self._no_layout.add(type(module).__name__)
+            return
+        self.macs += flat.shape[1] * module.weight[0].numel()
+        if id(module) in self._index:
+            return
+        index = self._index[id(module)] = len(self.nodes)
+        self.nodes.append(module)
+        for measure in self.measures:
+            measure.on_output(index, out, flat)
+        if self.need_grad and out.requires_grad:
+            self._tensor_hooks.append(out.register_hook(lambda grad: self._on_grad(index, grad)))
 
+    def _on_grad(self, index, grad):
+        flat = _per_sample(grad, self.n)
+        for measure in self.measures:
+            measure.on_grad(index, flat)
 
-def _hutchinson(weights: list[torch.Tensor], grads: list[torch.Tensor],
-                settings: ProbeSettings) -> list[torch.Tensor]:
-    """Average of z * (Hessian @ z) over the probes, z Rademacher over all node weights."""
-    linked = [i for i, g in enumerate(grads) if g.requires_grad]
-    total = [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights]
-    if not linked:
-        return total
-    probes = settings.hessian_probes
-    for k in range(probes):
-        zs = [rademacher(w.shape, settings.seed, i, k, w.dtype, w.device)
-              for i, w in enumerate(weights)]
-        products = torch.autograd.grad(
-            [grads[i] for i in linked], weights, grad_outputs=[zs[i] for i in linked],
-            retain_graph=k < probes - 1, allow_unused=True,
-        )
-        for acc, z, hz in zip(total, zs, products):
-            if hz is not None:
-                acc.addcmul_(z, hz.detach())
-    if probes > 1:
-        for acc in total:
-            acc.div_(probes)
-    return total
+    def unseen(self):
+        seen = {id(m.weight) for m in self.nodes}
+        names = {next((c.__name__ for c in type(m).__mro__ if not c.__name__.startswith('_'))) for m in self._ran if any((id(p) not in seen for p in _weight_matrices(m)))}
+        return sorted(names | self._no_layout)
 
+class _Measure:
+    provides = frozenset()
+    grad = False
+    hessian = False
+    all_grads = False
 
-def _collect(nodes: list[nn.Module], acts: list[torch.Tensor], out_grads: dict[int, torch.Tensor],
-             grads: list[torch.Tensor], hess: list[torch.Tensor], settings: ProbeSettings,
-             macs: float) -> NetworkStats:
-    """Subsample, reduce and stack the per-node tensors into float32 CPU stats."""
-    seed = settings.seed
-    count = len(nodes)
-    keep = kept_nodes(count, settings.max_layers)
-    matrices: dict[str, list[torch.Tensor]] = {"W": [], "A": [acts[i] for i in keep]}
-    scalars: dict[str, list[torch.Tensor]] = {"log_w_norm": []}
-    if grads:
-        matrices.update(dW=[], G=[out_grads[i] if i in out_grads else torch.zeros_like(acts[i])
-                               for i in keep])
-        scalars.update(log_dw_norm=[], log_snip=[])
-    if hess:
-        matrices["H"] = []
-        scalars["log_h_trace"] = []
-    sizes: dict[str, list[float]] = {"log_numel": [], "log_fan_in": [], "log_fan_out": []}
-    for i in keep:
-        module = nodes[i]
-        weight = module.weight.detach()
-        rows = subsample_index(weight.shape[0], settings.weight_rows, seed, i, "rows")
-        cols = subsample_index(weight[0].numel(), settings.weight_cols, seed, i, "cols")
-        rows, cols = rows.to(weight.device), cols.to(weight.device)
+    def __init__(self, settings, wanted):
+        self.settings = settings
+        self.values = {}
 
-        def sub(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().reshape(t.shape[0], -1).index_select(0, rows).index_select(1, cols)
+    def on_output(self, index, out, flat):
+        pass
 
-        matrices["W"].append(sub(weight))
-        scalars["log_w_norm"].append(_log(torch.linalg.vector_norm(weight)))
-        if grads:
-            grad = grads[i].detach()
-            matrices["dW"].append(sub(grad))
-            scalars["log_dw_norm"].append(_log(torch.linalg.vector_norm(grad)))
-            scalars["log_snip"].append(_log((weight * grad).abs().sum()))
-        if hess:
-            matrices["H"].append(sub(hess[i]))
-            scalars["log_h_trace"].append(_log(hess[i].sum().abs()))
-        fan_in, fan_out = _fans(module)
-        sizes["log_numel"].append(_log(weight.numel()))
-        sizes["log_fan_in"].append(_log(fan_in))
-        sizes["log_fan_out"].append(_log(fan_out))
+    def on_grad(self, index, flat):
+        pass
 
-    layers = {name: torch.stack(ts).to(device="cpu", dtype=torch.float32)
-              for name, ts in matrices.items()}
-    for name, values in scalars.items():
-        layers[name] = torch.stack(values).to(device="cpu", dtype=torch.float32)
-    for name, values in sizes.items():
-        layers[name] = torch.tensor(values, dtype=torch.float32)
-    layers["depth"] = torch.tensor([i / max(count - 1, 1) for i in keep], dtype=torch.float32)
-    net = {"log_flops": _log(macs), "log_layers": _log(count)}
-    if grads:  # totals over ALL nodes, kept or not
-        net["log_grad_norm"] = float(_log(torch.sqrt(sum(g.detach().double().square().sum() for g in grads))))
-        net["log_snip_total"] = float(_log(sum((m.weight.detach() * g.detach()).abs().double().sum()
-                                                for m, g in zip(nodes, grads))))
-    return NetworkStats(layers=layers, net=net)
+    def finish(self, rec, keep, layers, scalars):
+        pass
 
-# ---------------------------------------------------------------- primitives (embedded)
-from dataclasses import dataclass
+def _gram_input(flat, index):
+    if flat.shape[1] <= GRAM_FEATURES:
+        return flat
+    return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
 
-import torch
+class _Correlations(_Measure):
+    provides = frozenset({'KA', 'KG', 'rcor'})
 
+    def __init__(self, settings, wanted):
+        super().__init__(settings, wanted)
+        self.grad = bool(wanted & {'KG', 'rcor'})
+        self.grad_values = {}
+
+    def on_output(self, index, out, flat):
+        self.values[index] = sample_corr(_gram_input(flat, index))
+        if self.grad:
+            self.grad_values[index] = torch.zeros_like(self.values[index])
+
+    def on_grad(self, index, flat):
+        if self.grad and flat is not None:
+            self.grad_values[index] = sample_corr(_gram_input(flat, index))
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['KA'] = _stack([self.values[i] for i in keep])
+        if self.grad:
+            layers['KG'] = _stack([self.grad_values[i] for i in keep])
+            total = sum((ka.double().abs() + kg.double().abs() for ka, kg in zip(self.values.values(), self.grad_values.values())))
+            scalars['rcor'] = _logdet(total) / rec.n
+
+class _ChannelRank(_Measure):
+    provides = frozenset({'log_chan_rank', 'log_chan_rank_sum'})
+
+    def on_output(self, index, out, flat):
+        self.values[index] = channel_rank(out)
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['log_chan_rank'] = _stack([_log(self.values[i]) for i in keep])
+        scalars['log_chan_rank_sum'] = _log(sum(self.values.values()))
+
+class _GradTotals(_Measure):
+    provides = frozenset({'log_grad_norm', 'log_snip_total'})
+    grad = True
+    all_grads = True
+
+    def finish(self, rec, keep, layers, scalars):
+        pairs = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
+        scalars['log_grad_norm'] = float(_log(torch.sqrt(sum((g.double().square().sum() for _, g in pairs)))))
+        scalars['log_snip_total'] = float(_log(sum(((w * g).abs().double().sum() for w, g in pairs))))
+
+def _fans(module):
+    weight = module.weight
+    receptive = weight[0, 0].numel()
+    return (weight[0].numel(), weight.shape[0] * receptive // getattr(module, 'groups', 1))
+
+def _backward(rec, logits, targets, loss_kind, inputs, create_graph):
+    if loss_kind == 'ce':
+        loss = F.cross_entropy(logits, targets)
+    else:
+        loss = logits.sum() / logits.shape[0]
+    weights = [rec.nodes[i].weight for i in inputs]
+    try:
+        raw = torch.autograd.grad(loss, weights, create_graph=create_graph, allow_unused=True) if loss.requires_grad else [None] * len(weights)
+    finally:
+        rec.release()
+    rec.grads = {i: torch.zeros_like(w) if g is None else g for i, w, g in zip(inputs, weights, raw)}
+
+def measure(net, inputs, targets, settings, wanted):
+    check_batch(inputs, targets, settings.loss)
+    first = next(net.parameters(), None)
+    device = first.device if first is not None else inputs.device
+    x = inputs.detach().to(device, copy=True)
+    y = targets.to(device) if targets is not None and settings.loss == 'ce' else None
+    n = len(x)
+    measures = [kind(settings, wanted) for kind in MEASURES if kind.provides & wanted]
+    need_hessian = any((m.hessian for m in measures))
+    need_grad = any((m.grad for m in measures))
+    log_params = _log(float(sum((p.numel() for p in net.parameters()))))
+    work = private_copy(net)
+    devices = [device.index or 0] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(False), torch.set_grad_enabled(need_grad), sdpa_kernel(SDPBackend.MATH):
+        dry = _Recorder(work, [], len(x[:2]), False)
+        with torch.no_grad():
+            output = dry.forward(work, x[:2])
+        if not dry.nodes:
+            raise ValueError('net: no Conv2d or Linear layer ran in its forward pass; the probe measures those layers')
+        _checked_logits(output, y, len(x[:2]), settings.loss)
+        redraw_classifier(dry.nodes[-1])
+        rec = _Recorder(work, measures, n, need_grad)
+        logits = _checked_logits(rec.forward(work, x), y, n, settings.loss)
+        keep = kept_nodes(len(rec.nodes), settings.max_layers)
+        if need_grad:
+            every = any((m.all_grads for m in measures))
+            _backward(rec, logits, y, settings.loss, list(range(len(rec.nodes))) if every else keep, need_hessian)
+        del logits
+        layers = {}
+        scalars = {}
+        for m in measures:
+            m.finish(rec, keep, layers, scalars)
+    unseen = rec.unseen()
+    if unseen:
+        warnings.warn(f"probe: the weights of {', '.join(unseen)} layers are not seen (the probe measures Conv2d, Linear and MultiheadAttention weights); their statistics are left out", stacklevel=3)
+    fans = [_fans(rec.nodes[i]) for i in keep]
+    layers['log_numel'] = _stack([_log(rec.nodes[i].weight.numel()) for i in keep])
+    layers['log_fan_in'] = _stack([_log(a) for a, _ in fans])
+    layers['log_fan_out'] = _stack([_log(b) for _, b in fans])
+    layers['depth'] = _stack([i / max(len(rec.nodes) - 1, 1) for i in keep])
+    scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
+    return (layers, scalars)
+
+MEASURES = (_Correlations, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-MAX_EXP = 69.07755278982137
-RIDGE = 1e-06
 
+MAX_EXP = 69.07755278982137
+
+RIDGE = 1e-06
 
 @dataclass(frozen=True)
 class Layers:
-    """Which network each of the L layers of a pool belongs to.
-
-    Attributes
-    ----------
-    seg : torch.Tensor
-        int64 [L], network index of each layer, non-decreasing, in [0, n_nets).
-    n_nets : int
-        Number of networks B.
-    depth : torch.Tensor
-        float32 [L], relative position of each layer in its network, in [0, 1].
-    """
-
     seg: torch.Tensor
     n_nets: int
     depth: torch.Tensor
 
     def __post_init__(self) -> None:
-        """Reject layouts whose shapes or dtypes the aggregators cannot use."""
         if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(
-                f"Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}"
-            )
+            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
         if self.depth.shape != self.seg.shape:
-            raise ValueError(
-                f"Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}"
-            )
+            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
         if self.n_nets < 1:
-            raise ValueError(f"Layers.n_nets must be >= 1, got {self.n_nets}")
+            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
 
     @classmethod
-    def from_sizes(cls, sizes: list[int]) -> "Layers":
-        """Layout of networks of `sizes[b]` layers; depth = i / (n - 1), 0 for a one-layer net."""
+    def from_sizes(cls, sizes: list[int]) -> 'Layers':
         counts = torch.as_tensor(list(sizes), dtype=torch.long)
         seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
         first = torch.cumsum(counts, 0) - counts
@@ -557,89 +455,67 @@ class Layers:
         depth = position / (counts[seg] - 1).clamp_min(1)
         return cls(seg, len(counts), depth.to(torch.float32))
 
-
 def _finite(y: torch.Tensor) -> torch.Tensor:
-    """Clamp a fresh tensor in place to [-BIG, BIG] (inf included), NaN -> 0; return it."""
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-
 def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
-    """Largest |x| over `dim`, kept as size-1 dims, computed without an |x| copy."""
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-
 def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
-    """Largest |x| over `dim` (kept as size-1 dims), floored at 1/BIG so dividing by it is safe."""
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-
 def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
-    """[L, ...] -> [B, ...]: sum over each network's layers, clamped to +-BIG."""
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-
 def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
-    """Gram [L,N,N] -> NScalar [B]: logdet of the sum of each network's Gram matrices (RCor)."""
     return logdet(_seg_sum(x, layers))
 
-
 def absolute(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: |x|; exact for any finite input."""
     return torch.abs(x)
 
-
 def square(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: x**2, clamped to BIG on overflow."""
     return _finite(x * x)
 
-
 def exp_clamped(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: exp(min(x, log BIG)); at most BIG, 0 for very negative x."""
     return x.clamp(max=MAX_EXP).exp_()
 
-
 def relu(x: torch.Tensor) -> torch.Tensor:
-    """T -> T: max(x, 0)."""
     return torch.relu(x)
 
-
 def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """T, T -> T: x - y, clamped to +-BIG."""
     return _finite(x - y)
 
-
 def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """T, T -> T: x * y, clamped to +-BIG."""
     return _finite(x * y)
 
-
 def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """T, T -> T: elementwise min(x, y)."""
     return torch.minimum(x, y)
 
-
 def logdet(x: torch.Tensor) -> torch.Tensor:
-    """Gram [L,N,N] -> LScalar [L]: log|det(x + RIDGE*I)|; N*log(RIDGE) at 0, -BIG if singular."""
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
-
 n_abs = absolute
+
 n_exp_clamped = exp_clamped
+
 n_min = minimum
+
 n_mul = mul
+
 n_relu = relu
+
 n_square = square
+
 n_sub = sub
 
 
-# ---------------------------------------------------------------- the evolved program
 EXPRESSION = 'n_mul(n_mul(n_relu(n_mul(n_mul(n_mul(n_mul(logdet_sum(KG), log_chan_rank_sum), n_sub(log_params, log_grad_norm)), n_sub(log_params, log_grad_norm)), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_chan_rank_sum))), log_params), n_mul(logdet_sum(KG), n_abs(n_mul(log_params, n_mul(log_chan_rank_sum, log_chan_rank_sum)))))'
-SETTINGS = ProbeSettings(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce', seed=0)
+SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['KG', 'depth', 'log_chan_rank_sum', 'log_grad_norm', 'log_params', 'log_snip_total'])
 
 
@@ -674,10 +550,10 @@ def _program(t, layers, n_layers):
 
 def score(net, inputs, targets) -> float:
     """The proxy's score of ``net`` on the batch ``(inputs, targets)``; higher = better."""
-    stats = probe(net, inputs, targets, SETTINGS, needs=NEEDS)
-    t = dict(stats.layers)
-    t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in stats.net.items()})
-    n_layers = stats.layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=stats.layers["depth"])
+    layers, scalars = measure(net, inputs, targets, SETTINGS, NEEDS)
+    t = dict(layers)
+    t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
+    n_layers = layers["depth"].shape[0]
+    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])
