@@ -18,8 +18,8 @@ from pathlib import Path
 from eznas import proxies, user_spaces
 from eznas.data import commands as data_cmd
 from eznas.errors import EznasError, guarded
-from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded,
-                           bounded_number, parallel_of, parallel_overrides)
+from eznas.options import (SEED, Parser, add_cache_dirs, add_data_dir, add_parallel, add_spaces, bounded, parallel_of,
+                           parallel_overrides)
 from eznas.parallel import Parallel
 from eznas.report import POLICIES
 from eznas.search import STRATEGIES
@@ -266,7 +266,7 @@ def _export(args: argparse.Namespace) -> int:
 def _prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="run directory, or the .json record of an exported proxy")
     p.add_argument("--rank", type=bounded(0, 999), default=None, help="hall-of-fame rank of a run to prune (default 0)")
-    p.add_argument("--tolerance", type=bounded_number(0, 2), default=0.01,
+    p.add_argument("--tolerance", type=bounded(0, 2, float), default=0.01,
                    help="pick the smallest program whose pool fitness is at most this below the start's (default 0.01)")
     p.add_argument("-o", "--output", help="export the pick as this .py proxy (its .json record beside it)")
     p.add_argument("--raw", action="store_true", help="with -o: state the program as pruned, not its simplified formula")

@@ -9,7 +9,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from eznas.backends import BACKENDS
 from eznas.parallel import MAX_TIMEOUT, Parallel
@@ -27,31 +27,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def bounded(low: int, high: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in [low, high], else a one-line error that gives the range."""
+def bounded(low: float, high: float, number: type = int) -> Callable[[str], Any]:
+    """An argparse ``type``: a ``number`` (int, or float) in [low, high], else a one-line error that gives
+    the range (NaN is out of every range)."""
+    what = "an integer" if number is int else "a number"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = number(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}..{high}")
-        return value
-
-    return parse
-
-
-def bounded_number(low: float, high: float) -> Callable[[str], float]:
-    """An argparse ``type``: a number in [low, high], else a one-line error that gives the range."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:  # NaN fails too
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range: use {low:g}..{high:g}")
         return value
 
     return parse
