@@ -281,18 +281,19 @@ def _prune_arguments(p: argparse.ArgumentParser) -> None:
                         "start's pool fitness; -o exports it. Pruning changes what a program computes: check the "
                         "pick on held-out networks (eznas evaluate, experiments/heldout.py).")
 def _prune(args: argparse.Namespace) -> int:
+    from eznas import config as config_mod
     from eznas import gp as programs
     from eznas.export import checked_output, write_proxy
     from eznas.prune import pick, pool_path, pruned_record
     from eznas.report import pool_batch, readable_forms
-    from eznas.run import read_run, source_record
+    from eznas.run import source_record
     from eznas.tables.runs import table
 
     source = Path(args.source)
     target = checked_output(args.output, source) if args.output else None
     record = source_record(source, args.rank)
     expr = record["expression"]
-    cfg = read_run(source, args.data_dir).config
+    cfg = config_mod.from_dict(record["config"], source=str(source))
     batch = pool_batch(source, args.data_dir, args.cache_dir)
     print(f"pruning a program of {len(programs.parse(expr))} nodes on the {batch.n_nets} pool networks of {source}",
           file=sys.stderr)

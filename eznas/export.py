@@ -175,9 +175,9 @@ def export_run(source: str | os.PathLike, rank: int | None, output: str | os.Pat
     return target, written, formula.text if formula else programs.infix(programs.parse(expr))
 
 
-def proxy_info(record: dict[str, Any]) -> dict[str, Any]:
-    """The run information an exported file's docstring lists, from its record (`eznas.run.run_record`)."""
-    cfg = config_mod.from_dict(record["config"], source="the record")
+def _info(record: dict[str, Any], cfg: config_mod.Config) -> dict[str, Any]:
+    """The run information an exported file's docstring lists, from its record (`eznas.run.run_record`) and the
+    record's config ``cfg``."""
     info = {"run": record.get("run"), "rank": record.get("rank"), "pool_fitness": record.get("pool_fitness"),
             "pool_taus": record.get("pool_taus"), "seed": cfg.run.seed, "evolve_tasks": list(cfg.tasks.evolve),
             "probe": dataclasses.asdict(cfg.probe)}
@@ -205,10 +205,10 @@ def write_proxy(target: Path, record: dict[str, Any], formula: Simplified | None
     the formula, when given) beside it as ``.json``, both or neither (`eznas.files.write_together`); returns the
     record's path."""
     path = target.with_suffix(".json")
-    probe = config_mod.from_dict(record["config"], source="the record").probe
+    cfg = config_mod.from_dict(record["config"], source="the record")
     doc = {k: v for k, v in record.items() if k != "formula"} | ({"formula": _formula_record(formula)} if formula else {})
     for p in (target, path):
         remove_stale(p.parent, f".{p.name}.*.tmp")  # left by an export that was killed
-    write_together([(target, export_source(record["expression"], probe, proxy_info(record), formula)),
+    write_together([(target, export_source(record["expression"], cfg.probe, _info(record, cfg), formula)),
                     (path, json.dumps(doc, indent=1))], fix="choose another -o path")
     return path

@@ -55,8 +55,7 @@ def hoists(tree: gp.PrimitiveTree) -> Iterator[gp.PrimitiveTree]:
                 yield smaller
 
 
-def prune_path(tree: gp.PrimitiveTree, score: Callable[[gp.PrimitiveTree], Fitness],
-               progress: Callable[[Step], None] | None = None) -> list[Step]:
+def prune_path(tree: gp.PrimitiveTree, score: Callable[[gp.PrimitiveTree], Fitness]) -> list[Step]:
     """The greedy pruning path from ``tree`` (first) down to a one-node program: at each step the hoist
     (`hoists`) with the highest ``score`` (ties: fewer nodes, then the first found). Hoists whose
     fitness is invalid (a task scored `WORST`) are never taken; the path stops early if all are."""
@@ -65,8 +64,6 @@ def prune_path(tree: gp.PrimitiveTree, score: Callable[[gp.PrimitiveTree], Fitne
         return Step(str(t), len(t), f.value, f.taus), f.valid and f.value > WORST
 
     path = [step_of(tree)[0]]
-    if progress:
-        progress(path[0])
     while len(tree) > 1:
         best: tuple[float, int, gp.PrimitiveTree, Step] | None = None
         for smaller in hoists(tree):
@@ -77,17 +74,14 @@ def prune_path(tree: gp.PrimitiveTree, score: Callable[[gp.PrimitiveTree], Fitne
             break
         tree = best[2]
         path.append(best[3])
-        if progress:
-            progress(best[3])
     return path
 
 
-def pool_path(expr: str, batch: StatsBatch, aggregate: str,
-              progress: Callable[[Step], None] | None = None) -> list[Step]:
+def pool_path(expr: str, batch: StatsBatch, aggregate: str) -> list[Step]:
     """`prune_path` of program ``expr`` scored on ``batch`` as evolution scores it (``aggregate``: the run's
     ``tasks.aggregate``; subtree values memoised across the whole path)."""
     evaluator = Evaluator(batch)
-    return prune_path(programs.parse(expr), lambda t: evaluate(evaluator, t, aggregate), progress)
+    return prune_path(programs.parse(expr), lambda t: evaluate(evaluator, t, aggregate))
 
 
 def pick(path: Sequence[Step], tolerance: float) -> Step:
