@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
@@ -44,12 +44,8 @@ def primitive_set(statistics: Iterable[str] | None = None) -> gp.PrimitiveSetTyp
 @lru_cache(maxsize=16)
 def _primitive_set(statistics: frozenset[str]) -> gp.PrimitiveSetTyped:
     terminals = [t for t in primitives.TERMINALS if t.name in statistics]
-    made = {t.type for t in terminals} | {typ for typ, _ in CONSTANTS.values()}
-    grew = True
-    while grew:  # the types primitives can build from the terminals' types
-        new = {p.ret_type for p in primitives.PRIMITIVES if set(p.in_types) <= made}
-        grew = not new <= made
-        made |= new
+    made = set(_depths({t.type for t in terminals} | {typ for typ, _ in CONSTANTS.values()},
+                       [(p.in_types, p.ret_type) for p in primitives.PRIMITIVES]))  # the types trees can have
     pset = gp.PrimitiveSetTyped("PROXY", [], ROOT_TYPE)
     for p in primitives.PRIMITIVES:
         if set(p.in_types) <= made:
@@ -64,17 +60,23 @@ def _primitive_set(statistics: frozenset[str]) -> gp.PrimitiveSetTyped:
 @lru_cache(maxsize=16)
 def _min_depths(pset: gp.PrimitiveSetTyped) -> dict[type, int]:
     """Smallest tree depth (0 = a terminal) that yields each type of ``pset``."""
-    depth = {t: 0 for t, terms in pset.terminals.items() if terms}
+    return _depths([t for t, terms in pset.terminals.items() if terms],
+                   [(p.args, p.ret) for prims in pset.primitives.values() for p in prims])
+
+
+def _depths(leaves: Iterable[type], signatures: list[tuple[Sequence[type], type]]) -> dict[type, int]:
+    """Smallest tree depth (0 = a leaf) of each type that trees can have, with leaves of the types ``leaves``
+    and nodes of the ``signatures`` (argument types, return type); types no tree has are absent."""
+    depth = dict.fromkeys(leaves, 0)
     changed = True
     while changed:
         changed = False
-        for ret, prims in pset.primitives.items():
-            for p in prims:
-                if all(a in depth for a in p.args):
-                    d = 1 + max(depth[a] for a in p.args)
-                    if d < depth.get(ret, 1 << 30):
-                        depth[ret] = d
-                        changed = True
+        for args, ret in signatures:
+            if all(a in depth for a in args):
+                d = 1 + max(depth[a] for a in args)
+                if d < depth.get(ret, 1 << 30):
+                    depth[ret] = d
+                    changed = True
     return depth
 
 

@@ -114,9 +114,9 @@ def fill_cache(
     kind, wanted = device_kind(), resolve_needs(needs)
     todo = []
     for r in records:
-        held = cache.holds(network_key(t, r["arch"], cfg, kind))
-        if held is None or not wanted <= held:
-            todo.append((r, wanted | (held or frozenset())))
+        probed = _to_probe(wanted, cache.holds(network_key(t, r["arch"], cfg, kind)))
+        if probed is not None:
+            todo.append((r, probed))
     root, data = str(cache.root.resolve()), None if data_dir is None else str(data_dir)
     jobs = [(_fill_one, (t, r["arch"], cfg, root, data, kind, probed)) for r, probed in todo]
     labels = [f"{t.name} #{r['index']}" for r, _ in todo]
@@ -140,6 +140,14 @@ def fill_cache(
     return filled
 
 
+def _to_probe(wanted: frozenset[str], held: frozenset[str] | None) -> frozenset[str] | None:
+    """What to probe so that an entry holding ``held`` (None: no readable entry) holds ``wanted`` too: None
+    when it already does, else ``wanted`` and what it held (entries only grow)."""
+    if held is not None and wanted <= held:
+        return None
+    return wanted | (held or frozenset())
+
+
 def load_pool(
     task: str, records: Sequence[dict[str, Any]], cfg: ProbeSettings, cache: StatsCache,
     parallel: Parallel = Parallel(), data_dir: str | os.PathLike | None = None, progress: bool = True,
@@ -158,8 +166,8 @@ def load_pool(
     for r in kept:
         key = network_key(task, r["arch"], cfg, kind)
         s = cache.load(key, stat_shapes(cfg))
-        if s is None or not wanted <= s.statistics:  # damaged (the cache warned), or rewritten since: recompute
-            probed = wanted | (s.statistics if s else frozenset())
+        probed = _to_probe(wanted, None if s is None else s.statistics)
+        if probed is not None:  # damaged (the cache warned), or rewritten since: recompute
             s = compute_stats(task, r["arch"], cfg, data_dir, job_device(kind), probed)
             cache.save(key, s, network_meta(task, r["arch"], kind))
         stats.append(s.only(wanted | SIZE_STATS))
