@@ -5,8 +5,9 @@ against every baseline on that family's networks (leave-one-family-out; `eznas.t
     python experiments/transfer.py --folds nb101 --n 100 --nds-n 60 --out /tmp/t  # one fold, smaller samples
 
 Each fold evolves (or resumes) in RUNS/without-FAMILY, chooses its program on validation networks,
-exports it as RUNS/without-FAMILY.py + .json, and scores it and all baselines through the score
-cache; the tables are rewritten after every fold, so a killed run resumes where it stopped.
+exports it as PROXIES/without-FAMILY.py + .json (default results/proxies/transfer), and scores it
+and all baselines through the score cache; the tables are rewritten after every fold, so a killed
+run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="experiments/transfer.toml", help="base run config of every fold")
     parser.add_argument("--folds", default=",".join(NAMES), help=f"left-out families (default: {','.join(NAMES)})")
     parser.add_argument("--runs", default="runs/transfer", help="where the folds' run directories go")
+    parser.add_argument("--proxies", default="results/proxies/transfer",
+                        help="where each fold's chosen program is exported (without-FAMILY.py + .json)")
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
     args = parser.parse_args(argv)
     command = command_line("transfer.py", argv)
@@ -42,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = {}
     fix = "choose another --out prefix"
     for name in args.folds.split(","):
-        record = evolve_fold(base, name, Path(args.runs), args.data_dir, args.cache_dir)
+        record = evolve_fold(base, name, Path(args.runs), Path(args.proxies), args.data_dir, args.cache_dir)
         folds[name] = (record, score_fold(record, name, args.n, args.nds_n, args.seed, base.run.parallel, args.data_dir,
                                           args.cache_dir, args.scores_dir, baselines))
         write_atomic(f"{args.out}.md", transfer_report(folds, command, args.seed, args.data_dir), fix=fix)

@@ -62,10 +62,10 @@ def fold_config(base: config_mod.Config, left_out: str) -> config_mod.Config:
     return config_mod.from_dict(replace(base, tasks=tasks).to_dict(), source=f"fold without {left_out}")
 
 
-def evolve_fold(base: config_mod.Config, left_out: str, runs: Path, data_dir: str | None = None,
+def evolve_fold(base: config_mod.Config, left_out: str, runs: Path, proxies: Path, data_dir: str | None = None,
                 cache_dir: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Evolve the fold without ``left_out`` in ``runs/without-<family>`` (resuming it if it stopped), choose
-    its program by validation and export it beside as ``without-<family>.py`` + ``.json``; returns the record."""
+    its program by validation and export it as ``proxies/without-<family>.py`` + ``.json``; returns the record."""
     cfg = fold_config(base, left_out)
     out = runs / f"without-{left_out}"
     done = (out / CHECKPOINT).exists() and read_checkpoint(out)["next_generation"] > cfg.evolution.generations
@@ -73,7 +73,8 @@ def evolve_fold(base: config_mod.Config, left_out: str, runs: Path, data_dir: st
         echo(f"fold without {left_out}: evolving on {', '.join(cfg.tasks.evolve)}")
         evolve.run(cfg, out, resume=(out / CHECKPOINT).exists(), data_dir=data_dir, cache_dir=cache_dir, echo=echo)
     rank = chosen_rank(out, "validation", data_dir, cache_dir)
-    _, record, infix = export_run(out, rank, runs / f"without-{left_out}.py")
+    proxies.mkdir(parents=True, exist_ok=True)
+    _, record, infix = export_run(out, rank, proxies / f"without-{left_out}.py")
     echo(f"fold without {left_out}: hall-of-fame rank {rank} chosen on validation networks: {infix}")
     return record
 

@@ -73,14 +73,14 @@ hall_of_fame = 3
 pool_fitness_top = 2
 ''')
     args = ["--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "3", "--runs", str(tmp_path / "runs"),
-            "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1",
+            "--proxies", str(tmp_path / "proxies"), "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1",
             "--baselines", "params,flops"]
     script = _transfer_script()
     assert script.main(args) == 0
     assert "fold without nds-anynet: evolving on nb201:cifar10" in capsys.readouterr().out
     md = (tmp_path / "transfer.md").read_text()
     assert "| nds-anynet |" in md and "## Without nds-anynet: nds:ResNeXt-A_in, nds:ResNeXt-B_in" in md
-    record = json.loads((tmp_path / "runs" / "without-nds-anynet.json").read_text())
+    record = json.loads((tmp_path / "proxies" / "without-nds-anynet.json").read_text())
     assert record["config"]["tasks"]["evolve"] == ["nb201:cifar10"]
     assert record["config"]["tasks"]["validate"] == ["nb201:cifar100"]
     rows = (tmp_path / "transfer.csv").read_text().splitlines()
