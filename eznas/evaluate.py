@@ -129,7 +129,8 @@ def _score_networks(run: _Run, specs: Sequence[ProxySpec], caches: Sequence[Scor
 
 
 def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any]]) -> dict[int, str]:
-    """Fill the cache of an expression: probe what the statistics cache lacks (timed), then run the engine.
+    """Fill the cache of an expression: probe the statistics it reads where the statistics cache lacks them
+    (timed: the seconds are what its exported file would spend), then run the engine.
 
     Returns the networks whose statistics failed (left out of the pool), with the reason; those
     are not cached, so the next run tries them again.
@@ -141,12 +142,14 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
 
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
-    seconds = fill_cache(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir,
-                         run.progress).seconds  # a failed probe is tried again by load_pool, untimed
-    batch = load_pool(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, progress=False)
+    tree = programs.parse(spec.ref)
+    needs = programs.statistics_of(tree) | {"depth"}  # what the expression reads, as its export probes
+    seconds = fill_cache(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, run.progress,
+                         needs).seconds  # a failed probe is tried again by load_pool, untimed
+    batch = load_pool(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, False, needs)
     kept = set(batch.index.tolist())
     try:
-        values = Evaluator.on_job_device(batch).scores(programs.parse(spec.ref)).double().tolist()
+        values = Evaluator.on_job_device(batch).scores(tree).double().tolist()
         error = None
     except (RuntimeError, ValueError, IndexError) as e:  # a failing program scores NaN everywhere
         values, error = [math.nan] * len(kept), f"{type(e).__name__}: {' '.join(str(e).split())}"

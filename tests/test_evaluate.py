@@ -107,6 +107,23 @@ def test_exported_file_scores_what_the_engine_scores_for_its_expression(data_dir
     assert np.all(np.isfinite(by_engine.seconds))  # the probe was timed, since this call computed the statistics
 
 
+def test_an_expression_probes_only_the_statistics_it_reads(data_dir: Path, tmp_path: Path) -> None:
+    """Scoring RCor (A and G only) computes no Hessian-vector product and stores no other statistic,
+    and scores what it scores from a cache holding every statistic."""
+    from eznas.cache import StatsCache
+
+    (lean,) = _evaluate([RCOR], data_dir, tmp_path / "lean", n=3)
+    stats = StatsCache(tmp_path / "lean")
+    held = [stats.holds(p.stem) for p in (tmp_path / "lean").rglob("*.safetensors")]
+    assert len(held) == 3 and all({"A", "G", "depth"} <= h and not {"H", "KS", "naswot"} & h for h in held)
+    full_cache = tmp_path / "full"
+    pool_module.fill_cache(SMALL_TASK, benchmarks.sample(SMALL_TASK, 3, 0, data_dir),
+                           ProbeSettings(batch_size=16), StatsCache(full_cache), data_dir=data_dir, progress=False)
+    (full,) = _evaluate([RCOR], data_dir, full_cache, n=3)
+    np.testing.assert_array_equal(lean.index, full.index)
+    np.testing.assert_array_equal(lean.scores, full.scores)
+
+
 def test_set_level_baseline_is_rank_aggregated_over_the_evaluated_set(data_dir: Path, tmp_path: Path) -> None:
     (result,) = _evaluate(["az_nas"], data_dir, tmp_path, n=5)
     cache = ScoreCache(tmp_path / SCORES_DIR, resolve("az_nas"), SMALL_TASK, 0, 0, 16)
