@@ -9,6 +9,9 @@
    networks in one call per primitive, one evaluator memoising subtrees over the set); every
    k-th program of the set (``--naive`` of them) is also scored by a naive Python loop over
    networks and, inside, over layers. The ratio is naive time / batched time on those programs.
+   Beside it, the batched path's seconds in the LAPACK reductions (`profile_generation.LAPACK`:
+   slogdet and eigvalsh, which both paths run one matrix at a time): naive time / those seconds
+   is the ceiling of the ratio for as long as they stay.
 2. For each ``--config``: a real evolution of ``--generations`` generations after generation 0
    (its backend and workers, into a temporary directory), timed generation by generation:
    generation 0 starts cold (workers start, nothing memoised), the later ones are what a long
@@ -30,6 +33,7 @@ import random
 import statistics
 import tempfile
 import time
+from unittest import mock
 
 import torch
 from deap import gp
@@ -41,6 +45,7 @@ from eznas.fitness import Evaluator
 from eznas.pool import load_pool
 from eznas.run import derive_seed
 from eznas.statsbatch import StatsBatch
+from profile_generation import LAPACK, PrimitiveTimer
 
 PER_LAYER = (primitives.WMat, primitives.AMat, primitives.Gram, primitives.LScalar)
 MATRIX_TYPES = (primitives.WMat, primitives.AMat, primitives.Gram)
@@ -104,24 +109,37 @@ def bench_programs(cfg: config.Config, n_programs: int, n_naive: int) -> dict[st
     trees = program_set(n_programs, cfg.evolution.init_max_depth)
     naive_at = list(range(0, n_programs, max(1, n_programs // n_naive)))[:n_naive]
     evaluator = Evaluator(pool)
-    batched = [_timed(evaluator.scores, t) for t in trees]
+    timer = PrimitiveTimer(primitives.by_name)
+    lapack = []  # seconds of each batched program in the LAPACK reductions
+    with mock.patch.object(primitives, "by_name", timer):
+        batched = []
+        for t in trees:
+            before = sum(timer.seconds[name] for name in LAPACK)
+            batched.append(_timed(evaluator.scores, t))
+            lapack.append(sum(timer.seconds[name] for name in LAPACK) - before)
     naive = [_timed(naive_scores, trees[i], pool) for i in naive_at]
     agree = sum(torch.allclose(batched[i][0], v, rtol=1e-3, atol=1e-4, equal_nan=True) for i, (v, _, _) in zip(naive_at, naive))
     batched_wall, batched_cpu = sum(b[1] for b in batched), sum(b[2] for b in batched)
     sub_wall, sub_cpu = sum(batched[i][1] for i in naive_at), sum(batched[i][2] for i in naive_at)
     naive_wall, naive_cpu = sum(v[1] for v in naive), sum(v[2] for v in naive)
+    sub_lapack = sum(lapack[i] for i in naive_at)
     result = {"pool_networks": pool.n_nets, "pool_layers": len(pool.seg), "programs": describe(trees),
               "naive_programs": describe([trees[i] for i in naive_at]),
               "batched_programs_per_s": round(n_programs / batched_wall, 2),
               "batched_programs_per_cpu_s": round(n_programs / batched_cpu, 2),
               "naive_programs_per_s": round(len(naive) / naive_wall, 3),
               "speedup": round(naive_wall / sub_wall, 1), "speedup_cpu": round(naive_cpu / sub_cpu, 1),
-              "naive_agrees": f"{agree}/{len(naive)}"}
+              "naive_agrees": f"{agree}/{len(naive)}",
+              "batched_lapack_share": round(sub_lapack / sub_wall, 3),
+              "speedup_ceiling": round(naive_wall / sub_lapack, 1) if sub_lapack else None}
     print(f"pool: {pool.n_nets} networks, {len(pool.seg)} layers; fixed set of {n_programs} programs "
           f"(sizes {result['programs']['size_histogram']}), {len(naive)} of them also naive")
     print(f"batched+memo: {result['batched_programs_per_s']:.1f} programs/s ({result['batched_programs_per_cpu_s']:.1f} "
           f"per CPU s)   naive loop: {result['naive_programs_per_s']:.2f} programs/s   ratio on the naive programs "
           f"{result['speedup']:.1f}x (CPU {result['speedup_cpu']:.1f}x)   naive == batched on {result['naive_agrees']}")
+    print(f"LAPACK reductions (one matrix at a time in both paths): {100 * result['batched_lapack_share']:.0f}% of "
+          f"the batched time on the naive programs; ceiling of the ratio while they stay: naive / LAPACK = "
+          f"{result['speedup_ceiling']}x")
     return result
 
 
