@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, needs_data
+from conftest import DATA_DIR, REPO, needs_data
 from eznas import config, transfer
 from eznas.errors import EznasError
 from eznas.tasks import family
@@ -74,9 +74,11 @@ pool_fitness_top = 2
 ''')
     args = ["--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "3", "--runs", str(tmp_path / "runs"),
             "--proxies", str(tmp_path / "proxies"), "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1",
-            "--baselines", "params,flops"]
+            "--baselines", "params,flops", "--data-dir", str(DATA_DIR)]
     script = _transfer_script()
+    monkeypatch.chdir(tmp_path)
     assert script.main(args) == 0
+    assert not (tmp_path / ".eznas_cache").exists()  # every statistic went to --cache-dir, the export's too
     assert "fold without nds-anynet: evolving on nb201:cifar10" in capsys.readouterr().out
     md = (tmp_path / "transfer.md").read_text()
     assert "| nds-anynet |" in md and "## Without nds-anynet: nds:ResNeXt-A_in, nds:ResNeXt-B_in" in md
