@@ -12,9 +12,9 @@ small NB201 network at 2 threads, load 10 on 2 cores). Set the variable yourself
 It also sets ``THP_MEM_ALLOC_ENABLE=1`` unless set (read by torch at its first CPU allocation, and
 inherited by worker processes): torch then backs CPU tensors of 2 MiB and more with transparent
 huge pages, where the kernel allows them on request (``madvise``). The batched evaluator allocates
-stacks of hundreds of MiB per primitive call; with 4 KiB pages a third of its time went to page
-faults (experiments/bench_fitness.py: 8.4 against 13.2 programs/s, system time 10.1 against
-4.3 s, the same peak memory). Memory placement changes no arithmetic. Set it to 0 to override.
+stacks of hundreds of MiB per primitive call; with 4 KiB pages half of its time went to page
+faults (experiments/bench_fitness.py: 10.2 against 20.5 programs/s, the same peak memory; see
+README, "Huge pages"). Memory placement changes no arithmetic. Set it to 0 to override.
 """
 
 import os
