@@ -1,7 +1,7 @@
 """Regenerate results/transfer.md (+ .csv): per search-space family, the proxy evolved without it
 against every baseline on that family's networks (leave-one-family-out; `eznas.transfer`).
 
-    python experiments/transfer.py --jobs 2 --scores-dir results/scores          # every fold
+    python experiments/transfer.py --jobs 2 --n 200 --nds-n 100 --scores-dir results/scores  # results/transfer.md
     python experiments/transfer.py --folds nb101 --n 100 --nds-n 60 --out /tmp/t  # one fold, smaller samples
 
 Each fold evolves (or resumes) in RUNS/without-FAMILY, chooses its program on validation networks,
