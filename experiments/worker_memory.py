@@ -5,8 +5,9 @@
 The ``--n`` networks of the task with the most parameters are probed by statistics jobs (build +
 batch + probe, as `eznas.pool` runs them, the protocol's probe settings, no cache) on ``--jobs``
 fresh loky worker processes; with ``--without-hessian``, every statistic but the Hessian ones, as a
-run with ``evolution.statistics = ["-H", "-log_h_trace"]`` probes (experiments/transfer.toml). Each job reports its worker's peak RSS so far; the figure is the sum
-over workers of their peaks (and the largest one). The last line is one JSON object.
+run with ``evolution.statistics = ["-H", "-log_h_trace"]`` probes (experiments/transfer.toml).
+Each job reports its worker's peak RSS so far; the figure is the sum over workers of their peaks
+(and the largest one). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.task}, {what}: {len(records)} largest networks ({min(params) / 1e6:.1f}-{max(params) / 1e6:.1f} M params) on "
           f"{len(peaks)} workers: peak RSS {total / 2**30:.2f} GiB in all, {max(peaks.values(), default=0) / 2**30:.2f} "
           f"GiB the largest worker")
-    print(json.dumps({"task": args.task, "without_hessian": args.without_hessian, "networks": len(records), "params": params, "workers": len(peaks),
-                      "peak_rss_bytes_total": total, "peak_rss_bytes_per_worker": sorted(peaks.values())}))
+    print(json.dumps({"task": args.task, "without_hessian": args.without_hessian, "networks": len(records),
+                      "params": params, "workers": len(peaks), "peak_rss_bytes_total": total, "peak_rss_bytes_per_worker": sorted(peaks.values())}))
     return 0
 
 

@@ -143,7 +143,7 @@ def _score_expression(run: _Run, spec: ProxySpec, cache: ScoreCache, records: Se
     stats_cache = StatsCache(run.cache_root)
     cfg = run.probe_cfg
     tree = programs.parse(spec.ref)
-    needs = programs.statistics_of(tree) | {"depth"}  # what the expression reads, as its export probes
+    needs = programs.probe_needs(tree)
     seconds = fill_cache(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, run.progress,
                          needs).seconds  # a failed probe is tried again by load_pool, untimed
     batch = load_pool(run.task.name, records, cfg, stats_cache, run.parallel, run.data_dir, False, needs)

@@ -96,11 +96,11 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     `eznas.simplify.Simplified` form) heads the docstring when given.
     """
     tree = programs.parse(expr)
-    lines, used, stats = program_code(tree)
+    lines, used, _ = program_code(tree)
     fields = ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes", "loss")
     settings_args = ", ".join(f"{k}={getattr(settings, k)!r}" for k in fields)
     body = "\n".join(f"    {line}" for line in lines)
-    needs = sorted(stats | {"depth"})
+    needs = sorted(programs.probe_needs(tree))
     uses_layers = any(primitives.by_name(name).aggregator for name in used)
     make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])'
                    if uses_layers else "None")

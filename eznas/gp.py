@@ -85,6 +85,12 @@ def statistics_of(tree: gp.PrimitiveTree) -> frozenset[str]:
     return frozenset(n.name for n in tree if isinstance(n, gp.Terminal) and n.name not in CONSTANTS)
 
 
+def probe_needs(tree: gp.PrimitiveTree) -> frozenset[str]:
+    """What a probe must give to score ``tree``: the statistics it reads and the layer depths (the
+    network's `primitives.Layers`), as its exported file and `eznas evaluate` probe."""
+    return statistics_of(tree) | {"depth"}
+
+
 def generate(type_: type, min_depth: int, max_depth: int, method: str, rng: random.Random,
              pset: gp.PrimitiveSetTyped | None = None) -> gp.PrimitiveTree:
     """Grow a random tree of ``type_`` from ``pset`` (default: the full `primitive_set`) whose

@@ -73,7 +73,6 @@ def evolve_fold(base: config_mod.Config, left_out: str, runs: Path, proxies: Pat
         echo(f"fold without {left_out}: evolving on {', '.join(cfg.tasks.evolve)}")
         evolve.run(cfg, out, resume=(out / CHECKPOINT).exists(), data_dir=data_dir, cache_dir=cache_dir, echo=echo)
     rank = chosen_rank(out, "validation", data_dir, cache_dir)
-    proxies.mkdir(parents=True, exist_ok=True)
     _, record, infix = export_run(out, rank, proxies / f"without-{left_out}.py", data_dir=data_dir, cache_dir=cache_dir)
     echo(f"fold without {left_out}: hall-of-fame rank {rank} chosen on validation networks: {infix}")
     return record

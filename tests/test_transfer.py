@@ -73,8 +73,8 @@ hall_of_fame = 3
 pool_fitness_top = 2
 ''')
     args = ["--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "3", "--runs", str(tmp_path / "runs"),
-            "--proxies", str(tmp_path / "proxies"), "--out", str(tmp_path / "transfer"), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1",
-            "--baselines", "params,flops", "--data-dir", str(DATA_DIR)]
+            "--proxies", str(tmp_path / "proxies"), "--out", str(tmp_path / "transfer"), "--cache-dir",
+            str(tmp_path / "cache"), "--jobs", "1", "--baselines", "params,flops", "--data-dir", str(DATA_DIR)]
     script = _transfer_script()
     monkeypatch.chdir(tmp_path)
     assert script.main(args) == 0
