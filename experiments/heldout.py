@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix = "choose another --out prefix"
     for task, results in evaluate_tasks(wanted, args.tasks.split(","), args.n, args.nds_n, args.seed, parallel,
                                         args.run, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                        scores_dir=args.scores_dir):
+                                        scores_dir=args.scores_dir, space_n=dict(args.space_n)):
         if args.proxy:
             scatter(results[task][0], out.with_name(f"{out.name}_{parse_task(task).key}.png"))
         write_atomic(out.with_suffix(".md"), heldout_report(results, command, args.run, args.seed, args.data_dir), fix=fix)

@@ -26,7 +26,8 @@ python experiments/heldout.py --run "$run" "${proxies[@]}" --n 1000 "${common[@]
   --tasks nb201:cifar10,nb201:ImageNet16-120,nb201:cifar100 --out results/heldout_nb201
 python experiments/heldout.py --run "$run" "${proxies[@]}" "${common[@]}" \
   --tasks nds:ENAS_in,nds:PNAS_in,nds:ResNeXt-A_in,nds:ResNeXt-B_in --out results/heldout_nds
-python experiments/baselines.py --n 1000 --seed 0 --exclude-run "$run" "${common[@]}"
+python experiments/baselines.py --n 1000 --seed 0 --exclude-run "$run" --space-n nb101=100 --space-n nb301=100 \
+  "${common[@]}"
 search=(--budget 1000 --seeds 5 --strategies random "${common[@]}")
 python experiments/search.py --proxies results/proxies/eznas_best.py,az_nas,params "${search[@]}" --out results/search_b1000
 python experiments/search.py --proxies zico "${search[@]}" --out results/search_b1000_zico

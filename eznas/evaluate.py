@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -382,18 +382,20 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
                    seed: int = 0, parallel: Parallel = Parallel(), exclude_run: str | None = None,
                    exclude_spaces: Sequence[str] = ("nb201", "nds"), data_dir: str | None = None,
                    cache_dir: str | None = None, scores_dir: str | None = None,
-                   ) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
+                   space_n: Mapping[str, int] | None = None) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
     """`evaluate` on every task in turn, printing the time of each; yields the task and the results so
     far (a table script rewrites its tables as they grow).
 
     ``n`` networks are sampled per NB201 dataset, ``whole_n`` per task of the other spaces (None:
-    every network); ``exclude_run`` leaves out that evolution run's networks on ``exclude_spaces``.
+    every network), ``space_n[space]`` per task of that space where given; ``exclude_run`` leaves out
+    that evolution run's networks on ``exclude_spaces``.
     """
     results: dict[str, list[Evaluation]] = {}
     for task in tasks:
         space = parse_task(task).space
         start = time.perf_counter()
-        results[task] = evaluate(proxy_args, task, n=n if space == "nb201" else whole_n, seed=seed, parallel=parallel,
+        count = (space_n or {}).get(space, n if space == "nb201" else whole_n)
+        results[task] = evaluate(proxy_args, task, n=count, seed=seed, parallel=parallel,
                                  exclude_run=exclude_run if space in exclude_spaces else None,
                                  data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)

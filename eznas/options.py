@@ -55,6 +55,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def space_count(text: str) -> tuple[str, int]:
+    """An argparse ``type``: ``SPACE=N`` (networks per task of that space), else a one-line error."""
+    space, sep, count = text.partition("=")
+    if not sep or not space:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SPACE=N (e.g. nb101=100)")
+    return space, bounded(2, 100_000)(count)
+
+
 def add_parallel(parser: argparse.ArgumentParser, defaults_from_config: bool = False) -> None:
     """``--jobs --backend --address --retries --timeout``: where jobs run (`eznas.parallel.Parallel`).
 
@@ -118,6 +126,8 @@ def add_sample_args(parser: argparse.ArgumentParser, tasks: Sequence[str], out: 
     parser.add_argument("--n", type=bounded(2, 100_000), default=1000, help="NB201 networks per dataset (default 1000)")
     parser.add_argument("--nds-n", type=bounded(2, 100_000), default=None,
                         help="networks per task of the other spaces (default: all)")
+    parser.add_argument("--space-n", type=space_count, action="append", default=[], metavar="SPACE=N",
+                        help="networks per task of one space, over --n/--nds-n (e.g. nb101=100); repeatable")
     parser.add_argument("--seed", type=bounded(*SEED), default=0, help="sample and batch seed (default 0)")
     add_parallel(parser)
     if tasks:

@@ -21,13 +21,22 @@ def _script(name: str, *args: str, cwd: Path):
 
 def test_heldout_script_scores_the_runs_unseen_networks(tmp_path: Path) -> None:
     record = REPO / "results" / "proxies" / "eznas_best.json"
-    _script("heldout.py", "--run", str(record), "--baselines", "params,flops", "--tasks", "nb201:cifar10",
-            "--n", "6", "--out", str(tmp_path / "out" / "ho"), "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    _script("heldout.py", "--run", str(record), "--baselines", "params,flops", "--tasks", "nb201:cifar10,nds:ENAS_in",
+            "--n", "6", "--nds-n", "5", "--space-n", "nds=4", "--out", str(tmp_path / "out" / "ho"),
+            "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     rows = list(csv.DictReader((tmp_path / "out" / "ho.csv").open()))
-    assert [(r["proxy"], r["networks"]) for r in rows] == [("params", "6"), ("flops", "6")]
+    assert [(r["task"], r["proxy"], r["networks"]) for r in rows] == [
+        ("nb201:cifar10", "params", "6"), ("nb201:cifar10", "flops", "6"), ("nds:ENAS_in", "params", "4"),
+        ("nds:ENAS_in", "flops", "4")]
     md = (tmp_path / "out" / "ho.md").read_text()
     assert md.startswith("# Held-out evaluation") and "python experiments/heldout.py --run" in md
     assert (tmp_path / "out" / "fitness.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("bad", ["nds", "nds=1", "=5", "nds=x"])
+def test_a_bad_space_count_is_one_line(tmp_path: Path, bad: str) -> None:
+    result = run_cli("--run", "x", "--space-n", bad, cwd=tmp_path, entry=(str(REPO / "experiments" / "heldout.py"),))
+    assert result.returncode == 2 and "--space-n" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_search_script_summarises_seeds(tmp_path: Path) -> None:

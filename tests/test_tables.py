@@ -57,6 +57,11 @@ def test_metric_table_counts_failures_in_brackets() -> None:
     assert lines[2].startswith("| `a` |") and "(2)" in lines[2].split("|")[2] and "(" not in lines[2].split("|")[3]
 
 
+def test_metric_table_names_tasks_in_full_where_their_datasets_repeat() -> None:
+    results = {t: [_evaluation("a", t, 5.0)] for t in ("nb101:cifar10", "nb301:cifar10")}
+    assert metric_table(results, "kendall_tau", 3).splitlines()[0] == "| proxy | nb101:cifar10 | nb301:cifar10 |"
+
+
 def test_bootstrap_interval_brackets_the_estimate_and_is_seeded() -> None:
     e = _evaluation("p", "nb201:cifar10", 10.0)
     lo, hi = bootstrap_interval(e, "kendall_tau")
