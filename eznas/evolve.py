@@ -319,6 +319,16 @@ def score_leaders(population: list[str], fitness: list[float], state: State, sco
         added += 1
 
 
+RECENT = 3  # generations whose mean time forecasts the rest
+
+
+def time_per_generation(history: list[dict[str, Any]]) -> float:
+    """Seconds a further generation is expected to take: the mean of the last `RECENT` generations after
+    generation 0 (which scores from cold workers), since programs, and their cost, grow during a run."""
+    recent = [record["seconds"] for record in history if record["gen"] > 0][-RECENT:]
+    return statistics.fmean(recent) if recent else (history[-1]["seconds"] if history else 0.0)
+
+
 def log_generation(state: State, generation: int, fits: list[Fitness], population: list[str], seconds: float,
                    config: Config, echo: Callable[[str], None]) -> None:
     """Append this generation's record to the history and print one line."""
@@ -332,7 +342,7 @@ def log_generation(state: State, generation: int, fits: list[Fitness], populatio
               "seconds": round(seconds, 3)}
     state.history.append(record)
     done = generation + 1
-    left = (config.evolution.generations + 1 - done) * state.elapsed / max(1, len(state.history))
+    left = (config.evolution.generations + 1 - done) * time_per_generation(state.history)
     echo(f"gen {generation:4d}  evals {len(fits):5d}  best {record['best']:+.4f}  median {record['median']:+.4f}  "
          f"valid {record['valid']:.0%}  size {record['median_size']:5.1f}  hof {record['hof_fitness']:+.4f}  "
          f"{seconds:6.1f}s  left {left / 60:5.1f} min")

@@ -309,3 +309,9 @@ def test_validation_policy_picks_on_networks_kept_from_fitness_and_from_the_held
                 "--cache-dir", str(workspace["cache"]))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "picked.json").read_text())["expression"] == expected["expr"]
+
+
+def test_the_time_left_follows_the_recent_generations_not_the_fast_early_ones() -> None:
+    history = [{"gen": 0, "seconds": 40.0}] + [{"gen": g, "seconds": s} for g, s in enumerate([2, 2, 2, 50, 60, 70], 1)]
+    assert evolve.time_per_generation(history) == 60.0
+    assert evolve.time_per_generation(history[:1]) == 40.0 and evolve.time_per_generation([]) == 0.0
