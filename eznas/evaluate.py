@@ -380,7 +380,7 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
 
 def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | None, whole_n: int | None = None,
                    seed: int = 0, parallel: Parallel = Parallel(), exclude_run: str | None = None,
-                   exclude_spaces: Sequence[str] = ("nb201", "nds"), data_dir: str | None = None,
+                   exclude_spaces: Sequence[str] | None = None, data_dir: str | None = None,
                    cache_dir: str | None = None, scores_dir: str | None = None,
                    space_n: Mapping[str, int] | None = None) -> Iterator[tuple[str, dict[str, list[Evaluation]]]]:
     """`evaluate` on every task in turn, printing the time of each; yields the task and the results so
@@ -388,7 +388,7 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
 
     ``n`` networks are sampled per NB201 dataset, ``whole_n`` per task of the other spaces (None:
     every network), ``space_n[space]`` per task of that space where given; ``exclude_run`` leaves out
-    that evolution run's networks on ``exclude_spaces``.
+    that evolution run's networks (its pools and validation networks) on ``exclude_spaces`` (None: every space).
     """
     results: dict[str, list[Evaluation]] = {}
     for task in tasks:
@@ -396,7 +396,7 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
         start = time.perf_counter()
         count = (space_n or {}).get(space, n if space == "nb201" else whole_n)
         results[task] = evaluate(proxy_args, task, n=count, seed=seed, parallel=parallel,
-                                 exclude_run=exclude_run if space in exclude_spaces else None,
+                                 exclude_run=exclude_run if exclude_spaces is None or space in exclude_spaces else None,
                                  data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)
         print(f"{task}: {len(results[task][0].scores)} networks in {time.perf_counter() - start:.0f} s", flush=True)
         yield task, results

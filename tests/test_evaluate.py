@@ -230,6 +230,20 @@ def test_networks_of_an_evolution_run_are_excluded(data_dir: Path, tmp_path: Pat
     assert len(held_out.index) == 4 and not set(held_out.index) & set(used)
 
 
+def test_table_scripts_leave_out_a_runs_networks_on_every_space_it_used(data_dir: Path, tmp_path: Path) -> None:
+    if not (data_dir / "naslib" / "zc_nasbench101.json").exists():
+        pytest.skip("no NB101 data")
+    used = [r["index"] for r in benchmarks.sample("nb101:cifar10", 3, 0, data_dir)]
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_run(run, {"nb101:cifar10": used})
+    kwargs = dict(exclude_run=str(run), data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"))
+    *_, (_, held_out) = ev.evaluate_tasks(["params"], ["nb101:cifar10"], None, 3, **kwargs)
+    assert len(held_out["nb101:cifar10"][0].index) == 3 and not set(held_out["nb101:cifar10"][0].index) & set(used)
+    *_, (_, whole) = ev.evaluate_tasks(["params"], ["nb101:cifar10"], None, 3, exclude_spaces=("nb201",), **kwargs)
+    assert set(whole["nb101:cifar10"][0].index) == set(used)
+
+
 def test_exported_record_scores_as_its_expression(data_dir: Path, tmp_path: Path) -> None:
     record = _write(tmp_path / "rcor.json", json.dumps({"expression": RCOR, "pool_fitness": 0.5}))
     (by_record,) = _evaluate([record], data_dir, tmp_path / "cache")
