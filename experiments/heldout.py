@@ -11,9 +11,8 @@ run resumes and a larger ``--n`` only scores the networks it adds.
     python experiments/heldout.py --run runs/warm_start --proxy results/proxies/eznas_best.py --jobs 2
 
 writes ``--out``.md and .csv (default results/heldout), ``--out``_KEY.png (KEY: the NB201 dataset
-or NDS space), a scatter of
-the first proxy's score against test accuracy per task, and fitness.png (the run's fitness per
-generation) beside them.
+or NDS space), a scatter of the first proxy's score against test accuracy per task, and
+``--out``_fitness.png (the run's fitness per generation).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_line("heldout.py", argv)
     wanted = list(args.proxy) + [b for b in args.baselines.split(",") if b]
     out = Path(args.out)
-    plot_fitness(out.parent, read_run(args.run, args.data_dir).history)
+    plot_fitness(out.parent, read_run(args.run, args.data_dir).history, f"{out.name}_fitness.png")
     fix = "choose another --out prefix"
     for task, results in evaluate_tasks(wanted, args.tasks.split(","), args.n, args.nds_n, args.seed, parallel,
                                         args.run, data_dir=args.data_dir, cache_dir=args.cache_dir,

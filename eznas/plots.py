@@ -12,8 +12,8 @@ from eznas.evaluate import Evaluation
 from eznas.files import write_atomic
 
 
-def plot_fitness(out: Path, history: list[dict[str, Any]]) -> Path:
-    """Write ``fitness.png``: best and median sample fitness and hall-of-fame pool fitness per generation."""
+def plot_fitness(out: Path, history: list[dict[str, Any]], name: str = "fitness.png") -> Path:
+    """Write ``out/name``: best and median sample fitness and hall-of-fame pool fitness per generation."""
     plt = _pyplot()
     gens = [h["gen"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
@@ -25,7 +25,7 @@ def plot_fitness(out: Path, history: list[dict[str, Any]]) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out / "fitness.png")
+    return _save(fig, out / name)
 
 
 def scatter(e: Evaluation, path: Path) -> None:

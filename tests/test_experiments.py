@@ -30,7 +30,7 @@ def test_heldout_script_scores_the_runs_unseen_networks(tmp_path: Path) -> None:
         ("nds:ENAS_in", "flops", "4")]
     md = (tmp_path / "out" / "ho.md").read_text()
     assert md.startswith("# Held-out evaluation") and "python experiments/heldout.py --run" in md
-    assert (tmp_path / "out" / "fitness.png").stat().st_size > 0
+    assert (tmp_path / "out" / "ho_fitness.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("bad", ["nds", "nds=1", "=5", "nds=x"])
