@@ -11,7 +11,7 @@ run resumes and a larger ``--n`` only scores the networks it adds.
     python experiments/heldout.py --run runs/warm_start --proxy results/proxies/eznas_best.py --jobs 2
 
 writes ``--out``.md and .csv (default results/heldout), ``--out``_KEY.png (KEY: the NB201 dataset
-or NDS space), a scatter of the first proxy's score against test accuracy per task, and
+or NDS space; ``nb101_cifar10`` and the like for other spaces), a scatter of the first proxy's score against test accuracy per task, and
 ``--out``_fitness.png (the run's fitness per generation).
 """
 
@@ -29,10 +29,16 @@ from eznas.options import Parser, add_sample_args, command_line, parallel_of
 from eznas.plots import plot_fitness, scatter
 from eznas.run import read_run
 from eznas.tables.evaluations import csv_table, heldout_report
-from eznas.tasks import parse_task
+from eznas.tasks import Task, parse_task
 
 TASKS = ("nb201:cifar10", "nb201:cifar100", "nb201:ImageNet16-120", "nds:ENAS_in", "nds:PNAS_in",
          "nds:ResNeXt-A_in", "nds:ResNeXt-B_in")
+
+
+def plot_label(task: Task) -> str:
+    """A task's name in its scatter plot's file: the NB201 dataset or NDS space (the names the committed plots
+    have), else the space and dataset, since nb101:cifar10 and nb301:cifar10 share NB201's ``cifar10``."""
+    return task.key if task.space in ("nb201", "nds") else f"{task.space}_{task.key}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         args.run, data_dir=args.data_dir, cache_dir=args.cache_dir,
                                         scores_dir=args.scores_dir, space_n=dict(args.space_n)):
         if args.proxy:
-            scatter(results[task][0], out.with_name(f"{out.name}_{parse_task(task).key}.png"))
+            scatter(results[task][0], out.with_name(f"{out.name}_{plot_label(parse_task(task))}.png"))
         write_atomic(out.with_suffix(".md"), heldout_report(results, command, args.run, args.seed, args.data_dir), fix=fix)
         write_atomic(out.with_suffix(".csv"), csv_table([e for evals in results.values() for e in evals]), fix=fix)
     print(f"wrote {out}.md and {out}.csv")

@@ -21,13 +21,16 @@ def _script(name: str, *args: str, cwd: Path):
 
 def test_heldout_script_scores_the_runs_unseen_networks(tmp_path: Path) -> None:
     record = REPO / "results" / "proxies" / "eznas_best.json"
-    _script("heldout.py", "--run", str(record), "--baselines", "params,flops", "--tasks", "nb201:cifar10,nds:ENAS_in",
-            "--n", "6", "--nds-n", "5", "--space-n", "nds=4", "--out", str(tmp_path / "out" / "ho"),
-            "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    _script("heldout.py", "--run", str(record), "--proxy", "log_params", "--baselines", "flops",
+            "--tasks", "nb201:cifar10,nds:ENAS_in,nb101:cifar10", "--n", "6", "--nds-n", "5", "--space-n", "nds=4",
+            "--space-n", "nb101=3", "--out", str(tmp_path / "out" / "ho"), "--cache-dir", str(tmp_path / "cache"),
+            cwd=tmp_path)
     rows = list(csv.DictReader((tmp_path / "out" / "ho.csv").open()))
-    assert [(r["task"], r["proxy"], r["networks"]) for r in rows] == [
-        ("nb201:cifar10", "params", "6"), ("nb201:cifar10", "flops", "6"), ("nds:ENAS_in", "params", "4"),
-        ("nds:ENAS_in", "flops", "4")]
+    assert [(r["task"], r["networks"]) for r in rows] == [
+        ("nb201:cifar10", "6"), ("nb201:cifar10", "6"), ("nds:ENAS_in", "4"), ("nds:ENAS_in", "4"),
+        ("nb101:cifar10", "3"), ("nb101:cifar10", "3")]
+    plots = {p.name for p in (tmp_path / "out").glob("ho_*.png")}
+    assert plots == {"ho_cifar10.png", "ho_ENAS_in.png", "ho_nb101_cifar10.png", "ho_fitness.png"}
     md = (tmp_path / "out" / "ho.md").read_text()
     assert md.startswith("# Held-out evaluation") and "python experiments/heldout.py --run" in md
     assert (tmp_path / "out" / "ho_fitness.png").stat().st_size > 0
