@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parallel.check()
     command = command_line("baselines.py", argv)
     tasks = args.tasks.split(",")
-    full = args.n >= 1000 and args.nds_n is None and not args.space_n and set(tasks) >= set(NB201_TASKS + NDS_TASKS + NASLIB_TASKS)
+    full = (args.n >= 1000 and args.nds_n is None and not args.space_n
+            and set(tasks) >= set(NB201_TASKS + NDS_TASKS + NASLIB_TASKS))
     fix = "choose another --out prefix"
     for _, results in evaluate_tasks(proxies.names(), tasks, args.n, args.nds_n, args.seed, parallel,
                                      args.exclude_run, ("nb201",), args.data_dir, args.cache_dir, args.scores_dir,

@@ -11,8 +11,8 @@ run resumes and a larger ``--n`` only scores the networks it adds.
     python experiments/heldout.py --run runs/warm_start --proxy results/proxies/eznas_best.py --jobs 2
 
 writes ``--out``.md and .csv (default results/heldout), ``--out``_KEY.png (KEY: the NB201 dataset
-or NDS space; ``nb101_cifar10`` and the like for other spaces), a scatter of the first proxy's score against test accuracy per task, and
-``--out``_fitness.png (the run's fitness per generation).
+or NDS space; ``nb101_cifar10`` and the like for other spaces), a scatter of the first proxy's
+score against test accuracy per task, and ``--out``_fitness.png (the run's fitness per generation).
 """
 
 from __future__ import annotations

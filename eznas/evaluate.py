@@ -390,11 +390,16 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
     every network), ``space_n[space]`` per task of that space where given; ``exclude_run`` leaves out
     that evolution run's networks (its pools and validation networks) on ``exclude_spaces`` (None: every space).
     """
+    space_n = dict(space_n or {})
+    unknown = sorted(set(space_n) - {parse_task(task).space for task in tasks})
+    if unknown:
+        raise EznasError(f"--space-n {unknown[0]}={space_n[unknown[0]]}: no task of space {unknown[0]!r} among "
+                         f"{', '.join(tasks)}")
     results: dict[str, list[Evaluation]] = {}
     for task in tasks:
         space = parse_task(task).space
         start = time.perf_counter()
-        count = (space_n or {}).get(space, n if space == "nb201" else whole_n)
+        count = space_n.get(space, n if space == "nb201" else whole_n)
         results[task] = evaluate(proxy_args, task, n=count, seed=seed, parallel=parallel,
                                  exclude_run=exclude_run if exclude_spaces is None or space in exclude_spaces else None,
                                  data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)

@@ -36,9 +36,11 @@ def test_heldout_script_scores_the_runs_unseen_networks(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "ho_fitness.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("bad", ["nds", "nds=1", "=5", "nds=x"])
+@pytest.mark.parametrize("bad", ["nds", "nds=1", "=5", "nds=x", "nb101=5"])
 def test_a_bad_space_count_is_one_line(tmp_path: Path, bad: str) -> None:
-    result = run_cli("--run", "x", "--space-n", bad, cwd=tmp_path, entry=(str(REPO / "experiments" / "heldout.py"),))
+    record = REPO / "results" / "proxies" / "eznas_best.json"
+    result = run_cli("--run", str(record), "--baselines", "params", "--tasks", "nds:ENAS_in", "--space-n", bad,
+                     "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path, entry=(str(REPO / "experiments" / "heldout.py"),))
     assert result.returncode == 2 and "--space-n" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
