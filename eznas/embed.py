@@ -78,11 +78,21 @@ def _loads(node: ast.AST) -> set[str]:
 
 
 def _imports_first(nodes: Iterable[ast.stmt]) -> tuple[list[str], list[str]]:
-    """(import lines, other code blocks) of ``nodes`` as source text, in their order."""
+    """(import lines, other code blocks) of ``nodes`` as source text, in their order; consecutive one-line
+    assignments (constants, aliases) make one block."""
     imports, blocks = [], []
+    follows_assignment = False
     for node in nodes:
         text = ast.unparse(ast.fix_missing_locations(node))
-        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else blocks).append(text)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(text)
+            continue
+        one_line = isinstance(node, ast.Assign) and "\n" not in text
+        if one_line and follows_assignment:
+            blocks[-1] += "\n" + text
+        else:
+            blocks.append(text)
+        follows_assignment = one_line
     return imports, blocks
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -118,6 +119,13 @@ def test_the_file_embeds_only_the_measures_its_program_reads() -> None:
         assert not [other for other in measures if other != name and f"class {other}(" in text], (name, expr)
     size_only = export_source("n_add(log_params, log_flops)", SETTINGS)
     assert "_hutchinson" not in size_only and "MEASURES = ()" in size_only
+
+
+def test_consecutive_constants_and_aliases_of_the_file_stand_together() -> None:
+    text = export_source("n_mul(n_div_safe(logdet_sum(KS), log_flops), n_sub(log_params, log_flops))", SETTINGS)
+    assert "n_div_safe = div_safe\nn_mul = mul\nn_sub = sub" in text
+    assert re.search(r"^BIG = \S+\nEPS = \S+\nRIDGE = ", text, re.MULTILINE)
+    ast.parse(text)
 
 
 def test_the_exported_score_leaves_a_pending_backward_and_hooks_alone(exported) -> None:

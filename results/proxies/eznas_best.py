@@ -42,11 +42,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -441,13 +438,9 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_OutputGrads, _SignKernel, _ChannelRank, _Weights, _GradTotals, )
 
 BIG = 1e+30
-
 EPS = 1e-08
-
 MAX_EXP = 69.07755278982137
-
 RIDGE = 1e-06
-
 TOL = 1e-06
 
 @dataclass(frozen=True)
@@ -549,29 +542,17 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 a_znorm = znorm
-
 n_add = add
-
 n_div_safe = div_safe
-
 n_exp_clamped = exp_clamped
-
 n_max = maximum
-
 n_min = minimum
-
 n_mul = mul
-
 n_neg = neg
-
 n_relu = relu
-
 n_sign = sign
-
 n_sqrt_abs = sqrt_abs
-
 n_square = square
-
 n_sub = sub
 
 

@@ -42,9 +42,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -402,9 +400,7 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_OutputGrads, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 RIDGE = 1e-06
-
 TOL = 1e-06
 
 @dataclass(frozen=True)
@@ -478,11 +474,8 @@ def logdet(x: torch.Tensor) -> torch.Tensor:
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 a_znorm = znorm
-
 n_add = add
-
 n_mul = mul
-
 n_sub = sub
 
 
