@@ -49,6 +49,7 @@ from eznas.tasks import Task, parse_task
 BATCH_SIZE = 64  # images in the batch every proxy sees (the protocol's default)
 NET_SEED = 0  # initialisation seed of every evaluated network
 TOP_FRACTION = 0.1  # precision is measured on the top 10% of networks
+SECONDS_DIGITS = 6  # a proxy call's wall time is kept to the microsecond (finer digits are timer noise)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -74,7 +75,7 @@ def score_network(task: Task, arch: Any, seed: int, batch_size: int, specs: Sequ
             value, error = _clean(func(net, x, y))
         except Exception as e:  # a proxy failing on one network is recorded, not fatal
             value, error = None, f"{type(e).__name__}: {' '.join(str(e).split())}"
-        results.append({"value": value, "seconds": time.perf_counter() - start, "error": error})
+        results.append({"value": value, "seconds": round(time.perf_counter() - start, SECONDS_DIGITS), "error": error})
     return results
 
 

@@ -85,7 +85,7 @@ class ScoreCache:
         """Write the file now if anything changed (atomically)."""
         if not self._dirty:
             return
-        write_atomic(self.path, json.dumps({**self.header, "entries": self.entries}),
+        write_atomic(self.path, json.dumps({**self.header, "entries": self.entries}, separators=(",", ":")),
                      fix="choose another --scores-dir")
         self._dirty = False
         self._written = time.monotonic()
