@@ -33,15 +33,15 @@ if TYPE_CHECKING:
     from eznas.simplify import Simplified
 
 
-def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]:
+def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str]]:
     """Straight-line code computing ``tree`` (one line per distinct subtree).
 
-    Returns the body lines (the last assigns ``result``), the primitive names used and the
-    statistics (terminals) read.
+    Returns the body lines (the last assigns ``result``) and the primitive names used (the
+    statistics read are `eznas.gp.statistics_of`).
     """
     lines: list[str] = []
     names: dict[str, str] = {}
-    used, stats = set(), set()
+    used = set()
 
     def emit(node: programs.Node, args: list[str], key: str) -> str:
         if isinstance(node, gp.Terminal):
@@ -50,7 +50,6 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
                 size = "n_layers" if typ is primitives.LScalar else "1"
                 expr = f"torch.full(({size},), {value!r})"
             else:
-                stats.add(node.name)
                 expr = f"t[{node.name!r}]"
         else:
             used.add(node.name)
@@ -62,7 +61,7 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str], set[str]]
         return names[key]
 
     lines.append(f"result = {programs.fold(tree, emit, names.get)}")
-    return lines, used, stats
+    return lines, used
 
 
 def _info_lines(info: dict[str, Any]) -> str:
@@ -96,7 +95,7 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     `eznas.simplify.Simplified` form) heads the docstring when given.
     """
     tree = programs.parse(expr)
-    lines, used, _ = program_code(tree)
+    lines, used = program_code(tree)
     fields = ("features", "weight_rows", "weight_cols", "max_layers", "hessian_probes", "loss")
     settings_args = ", ".join(f"{k}={getattr(settings, k)!r}" for k in fields)
     body = "\n".join(f"    {line}" for line in lines)

@@ -17,7 +17,7 @@ import torch
 import primitives
 from eznas import benchmarks, gp as programs, inputs
 from eznas import probe as probe_module
-from eznas.export import export_source, program_code
+from eznas.export import export_source
 from eznas.fitness import Evaluator
 from eznas.probe import ProbeSettings, probe
 from eznas.spaces import build_network
@@ -202,6 +202,6 @@ def test_the_lean_proxy_is_a_pruning_of_the_published_one() -> None:
     assert record["pruned_from"]["expression"] == published_expression("eznas_best")
     lean, best = programs.parse(record["expression"]), programs.parse(published_expression("eznas_best"))
     assert len(lean) == record["size"] <= 25 < len(best)
-    assert program_code(lean)[2] < program_code(best)[2]
+    assert programs.statistics_of(lean) < programs.statistics_of(best)
     files = [REPO / "results" / "proxies" / f"{n}.py" for n in ("eznas_lean", "eznas_best")]
     assert len(files[0].read_text().splitlines()) < len(files[1].read_text().splitlines())

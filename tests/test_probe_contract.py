@@ -168,7 +168,6 @@ def test_per_sample_statistics_keep_their_scale_across_batch_sizes() -> None:
 
 def _nb201_scores(batch_size: int) -> list[float]:
     from eznas import gp as programs
-    from eznas.export import program_code
     from eznas.fitness import Evaluator
     from eznas.statsbatch import stack
     from eznas.spaces import build_network
@@ -182,7 +181,7 @@ def _nb201_scores(batch_size: int) -> list[float]:
         archs.append(f"|{p[0]}~0|+|{p[1]}~0|{p[2]}~1|+|{p[3]}~0|{p[4]}~1|{p[5]}~2|")
     x, y = batch(batch_size, 16, 120, seed=3)
     tree = programs.parse(PUBLISHED)
-    needs = program_code(tree)[2] | {"depth"}
+    needs = programs.probe_needs(tree)
     stats = [probe(build_network("nb201:ImageNet16-120", a, seed=0), x, y, needs=needs) for a in archs]
     evaluator = Evaluator(stack(stats, [0.0] * len(stats), ["nb201:ImageNet16-120"] * len(stats), list(range(len(stats)))))
     return [float(v) for v in evaluator.scores(tree)]
