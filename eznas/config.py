@@ -5,7 +5,7 @@ Sections and keys (defaults in brackets)::
 
     [run]        seed [0], n_jobs [1], backend ["loky"], address [""], retries [2], timeout [0]
     [tasks]      evolve, heldout, pool_size [200], sample_size [40], heldout_size [1000],
-                 aggregate ["mean"], validate [[]], validate_size [200]
+                 aggregate ["mean"], relative_to [[]], validate [[]], validate_size [200]
     [probe]      (eznas.probe.ProbeSettings) batch_size [64], input_kind ["real"], net_seed [0], batch_seed [0],
                  features [64], weight_rows [32], weight_cols [32], max_layers [16],
                  hessian_probes [1], loss ["ce"]
@@ -34,7 +34,7 @@ from eznas import user_spaces
 from eznas.errors import EznasError
 from eznas.backends import BACKENDS, MAX_JOBS
 from eznas.parallel import MAX_TIMEOUT, Parallel
-from eznas.probe import ProbeSettings
+from eznas.probe import NET_SCALARS, ProbeSettings
 from eznas.tasks import parse_task
 from eznas.user_spaces import UserSpace
 
@@ -76,6 +76,7 @@ class TasksConfig:
     validate: tuple[str, ...] = ()  # tasks whose networks (not in the pools) choose the published program (policy validation), never fitness
     validate_size: int = 200  # networks per validation task (disjoint from evolution pools)
     aggregate: str = "mean"  # fitness over tasks: mean or min of per-task Kendall tau-b; or the mean tau per space family, then their space_mean, space_min or space_softmin
+    relative_to: tuple[str, ...] = ()  # per-network statistics (e.g. ["log_params", "log_flops"]): each task's tau counts as its margin over the best of them on the same networks (plain tau-b) before the aggregate
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,9 @@ def _validate(c: Config, source: str) -> None:
           f"a validation task may not be held out too ({', '.join(sorted(overlap))} is)")
     for t in c.tasks.validate:
         parse_task(t)
+    for name in c.tasks.relative_to:
+        check(name in NET_SCALARS and name in c.evolution.statistics, "tasks.relative_to", list(c.tasks.relative_to),
+              f"name per-network statistics that evolution.statistics allows ({', '.join(s for s in NET_SCALARS if s in c.evolution.statistics)})")
     for key in ("pool_size", "sample_size", "heldout_size", "validate_size"):
         check(2 <= getattr(c.tasks, key) <= MAX_NETWORKS, f"tasks.{key}", getattr(c.tasks, key),
               f"use 2..{MAX_NETWORKS:,} networks")

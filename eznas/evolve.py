@@ -262,9 +262,17 @@ def sample_positions(sizes: dict[str, int], config: Config, generation: int) -> 
     return np.concatenate(parts)
 
 
+def reference_scores(pool: StatsBatch, config: Config) -> np.ndarray | None:
+    """[R, B] the pool's values of the statistics of ``tasks.relative_to`` (None when it names none)."""
+    names = config.tasks.relative_to
+    return np.stack([pool.net[name].double().cpu().numpy() for name in names]) if names else None
+
+
 def sample_fitness(scores: np.ndarray, pool: StatsBatch, sample: np.ndarray, config: Config) -> list[Fitness]:
     """Fitness of every program (a row of pool ``scores``) on the pool's networks at ``sample``."""
-    return fitness_of(scores[:, sample], pool.accuracy[sample], pool.task[sample], config.tasks.aggregate)
+    reference = reference_scores(pool, config)
+    return fitness_of(scores[:, sample], pool.accuracy[sample], pool.task[sample], config.tasks.aggregate,
+                      reference=None if reference is None else reference[:, sample])
 
 
 # ----------------------------------------------------------------------------- results
@@ -305,6 +313,7 @@ def score_leaders(population: list[str], fitness: list[float], state: State, sco
     """Record the generation's leaders (not yet recorded) with their fitness on the whole pool
     (from their pool ``scores``), for the hall of fame."""
     order = sorted(range(len(population)), key=lambda i: (-fitness[i], len(population[i])))
+    reference = reference_scores(pool, config)
     added = 0
     for i in order:
         if added >= config.evolution.pool_fitness_top or fitness[i] == WORST:
@@ -313,7 +322,7 @@ def score_leaders(population: list[str], fitness: list[float], state: State, sco
         if text in state.scored:
             continue
         tree = programs.parse(text)
-        f = fitness_of(scores[i:i + 1], pool.accuracy, pool.task, config.tasks.aggregate)[0]
+        f = fitness_of(scores[i:i + 1], pool.accuracy, pool.task, config.tasks.aggregate, reference=reference)[0]
         state.scored[text] = {"expr": text, "infix": programs.infix(tree), "size": len(tree), "depth": tree.height,
                               "fitness": f.value, "taus": f.taus, "generation": generation}
         added += 1

@@ -188,16 +188,25 @@ class Fitness:
 
 
 def fitness_of(scores: np.ndarray, accuracy: np.ndarray, task: np.ndarray, aggregate: str = "mean",
-               penalise_ties: bool = True) -> list[Fitness]:
+               penalise_ties: bool = True, reference: np.ndarray | None = None) -> list[Fitness]:
     """Fitness of each row of ``scores`` [P, B] on networks of ``accuracy`` and ``task`` [B]:
     tau per task (tied scores counted against the program unless ``penalise_ties`` is False:
-    plain tau-b), reduced with ``aggregate``."""
+    plain tau-b), reduced with ``aggregate``.
+
+    ``reference`` [R, B]: scores of reference proxies (`eznas.config.TasksConfig.relative_to`); the
+    aggregate then reduces each task's margin, its tau minus the best plain tau-b of a reference on
+    the task's networks. ``Fitness.taus`` stay the program's own taus.
+    """
     names = list(dict.fromkeys(task.tolist()))
     per_task = {t: kendall_taus(scores[:, task == t], accuracy[task == t], penalise_ties) for t in names}
+    bar = {t: 0.0 for t in names}
+    if reference is not None and len(reference):
+        bar = {t: float(kendall_taus(reference[:, task == t], accuracy[task == t]).max()) for t in names}
     fits = []
     for p in range(len(scores)):
         taus = {t: float(per_task[t][p]) for t in names}
-        fits.append(Fitness(value=aggregate_taus(taus, aggregate), taus=taus, valid=all(t != WORST for t in taus.values())))
+        value = aggregate_taus({t: tau - bar[t] for t, tau in taus.items()}, aggregate)
+        fits.append(Fitness(value=value, taus=taus, valid=all(t != WORST for t in taus.values())))
     return fits
 
 

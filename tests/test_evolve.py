@@ -20,8 +20,9 @@ from conftest import DATA_DIR, REPO, needs_data, run_cli, tiny_config
 
 from eznas import config, evolve, gp as programs
 from eznas.cache import StatsCache
-from eznas.fitness import Evaluator
+from eznas.fitness import Evaluator, evaluate
 from eznas.pool import load_pool
+from eznas.report import pool_batch
 from eznas.resident import Resident
 from eznas.run import heldout_records, is_record, pool_records, read_run
 from eznas.statsbatch import concat
@@ -315,3 +316,18 @@ def test_the_time_left_follows_the_recent_generations_not_the_fast_early_ones() 
     history = [{"gen": 0, "seconds": 40.0}] + [{"gen": g, "seconds": s} for g, s in enumerate([2, 2, 2, 50, 60, 70], 1)]
     assert evolve.time_per_generation(history) == 60.0
     assert evolve.time_per_generation(history[:1]) == 40.0 and evolve.time_per_generation([]) == 0.0
+
+
+def test_relative_to_makes_fitness_the_margin_over_the_reference(workspace):
+    """tasks.relative_to = ["log_params"]: every hall-of-fame program's fitness is the mean over tasks of its
+    tau minus params' plain tau-b on the pool networks; its taus are its own."""
+    out = workspace["root"] / "relative"
+    r = _evolve(workspace, "tiny3", out, "--set", 'tasks.relative_to=["log_params"]', "--set", "evolution.generations=1")
+    assert r.returncode == 0, r.stderr
+    batch = pool_batch(out, str(DATA_DIR), str(workspace["cache"]))
+    params = evaluate(Evaluator(batch), programs.parse("log_params"), "mean", penalise_ties=False).taus
+    own = {h["expr"]: evaluate(Evaluator(batch), programs.parse(h["expr"]), "mean").taus
+           for h in _checkpoint(out)["hall_of_fame"]}
+    for entry in _checkpoint(out)["hall_of_fame"]:
+        assert entry["taus"] == pytest.approx(own[entry["expr"]])
+        assert entry["fitness"] == pytest.approx(np.mean([entry["taus"][t] - params[t] for t in params]))

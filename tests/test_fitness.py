@@ -14,7 +14,7 @@ from scipy import stats as sps
 import primitives
 from eznas import benchmarks, gp as programs
 from eznas.probe import ProbeSettings
-from eznas.fitness import WORST, Evaluator, Memo, aggregate_taus, evaluate, kendall_taus
+from eznas.fitness import WORST, Evaluator, Memo, aggregate_taus, evaluate, fitness_of, kendall_taus
 from eznas.pool import compute_stats
 from eznas.statsbatch import concat, stack
 
@@ -196,3 +196,21 @@ def test_batch_digest_names_its_content(batch):
     relabelled = batch.select(range(batch.n_nets))
     relabelled.accuracy = relabelled.accuracy + 0.01
     assert relabelled.digest() != batch.digest()
+
+
+def test_relative_fitness_is_the_margin_over_the_best_reference_per_task():
+    """``tasks.relative_to``: a program that copies a reference scores 0 on its margin wherever that reference
+    is the best one, the program's own taus are kept, and the better reference sets each task's bar."""
+    rng = np.random.default_rng(0)
+    accuracy = rng.normal(size=60)
+    task = np.array(["nb201:cifar10"] * 30 + ["nds:DARTS_in"] * 30)
+    good = accuracy + rng.normal(scale=0.5, size=60)  # tau well above the weak reference's
+    weak = rng.normal(size=60)
+    plain = fitness_of(good[None, :], accuracy, task, "space_mean")[0]
+    relative = fitness_of(good[None, :], accuracy, task, "space_mean", reference=np.stack([weak, good]))[0]
+    assert relative.taus == plain.taus
+    assert relative.value == pytest.approx(0.0, abs=1e-12)
+    only_weak = fitness_of(good[None, :], accuracy, task, "space_mean", reference=weak[None, :])[0]
+    bars = [kendall_taus(weak[None, task == t], accuracy[task == t])[0] for t in ("nb201:cifar10", "nds:DARTS_in")]
+    assert only_weak.value == pytest.approx(plain.value - np.mean(bars))
+    assert only_weak.value > 0.3
