@@ -5,9 +5,9 @@ One source of truth: the code is taken from the source of `eznas.probe` and of t
 (`primitives.source_of`) with `ast`, so an exported proxy runs the engine's own code. From the
 probe module it keeps `measure` and, transitively, every module-level definition, constant and
 import those use (`eznas.probe.MEASURES` is written anew, holding only the measures needed).
-Docstrings are dropped from everything embedded, and annotations from the probe's code (its
-annotations name types an exported file does not define); the imports of both parts are merged
-at the top. Comments and formatting are not kept (the code is printed by `ast.unparse`).
+Docstrings and annotations are dropped from everything embedded (annotations name types an
+exported file does not define), and so are the primitives' `primitives.Layers` dataclass and
+registry-name aliases (`_engine_only`); the imports of both parts are merged at the top. Comments and formatting are not kept (the code is printed by `ast.unparse`).
 """
 
 from __future__ import annotations
@@ -125,10 +125,22 @@ def probe_code(wanted: Iterable[str]) -> tuple[list[str], list[str]]:
     return imports, blocks
 
 
+def _engine_only(node: ast.stmt) -> bool:
+    """Whether ``node`` of `primitives.source_of` is left out of an exported file: the `primitives.Layers`
+    dataclass and its import (the file passes the aggregators a plain namespace with the same fields) and
+    the registry-name aliases (the file calls each primitive by its function's name, `eznas.export.program_code`)."""
+    if isinstance(node, ast.ClassDef):
+        return node.name == primitives.Layers.__name__
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "dataclasses"
+    return isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+
+
 def primitive_code(names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """`primitives.source_of` ``names`` without docstrings, as (import lines, code blocks)."""
-    tree = _Strip(annotations=True).visit(ast.parse(primitives.source_of(sorted(set(names)))))
-    return _imports_first(tree.body)
+    """`primitives.source_of` ``names`` without docstrings, annotations, `primitives.Layers` and the
+    registry-name aliases (`_engine_only`), as (import lines, code blocks)."""
+    tree = _Strip(annotations=False).visit(ast.parse(primitives.source_of(sorted(set(names)))))
+    return _imports_first(node for node in tree.body if not _engine_only(node))
 
 
 def _merged(lines: list[str]) -> list[str]:

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 
 
 def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str]]:
-    """Straight-line code computing ``tree`` (one line per distinct subtree).
+    """Straight-line code computing ``tree``: one line per distinct primitive call, under the primitive's
+    function name, with the statistics (``t[name]``) and constants read in place.
 
-    Returns the body lines (the last assigns ``result``) and the primitive names used (the
-    statistics read are `eznas.gp.statistics_of`).
+    Returns the body lines (the last returns the program's value) and the registry names of the primitives
+    used (the statistics read are `eznas.gp.statistics_of`).
     """
     lines: list[str] = []
     names: dict[str, str] = {}
@@ -48,19 +49,19 @@ def program_code(tree: gp.PrimitiveTree) -> tuple[list[str], set[str]]:
             if node.name in CONSTANTS:
                 typ, value = CONSTANTS[node.name]
                 size = "n_layers" if typ is primitives.LScalar else "1"
-                expr = f"torch.full(({size},), {value!r})"
+                names[key] = f"torch.full(({size},), {value!r})"
             else:
-                expr = f"t[{node.name!r}]"
-        else:
-            used.add(node.name)
-            if primitives.by_name(node.name).aggregator:
-                args = [*args, "layers"]
-            expr = f"{node.name}({', '.join(args)})"
-        names[key] = f"v{len(names)}"
-        lines.append(f"{names[key]} = {expr}")
+                names[key] = f"t[{node.name!r}]"
+            return names[key]
+        used.add(node.name)
+        prim = primitives.by_name(node.name)
+        if prim.aggregator:
+            args = [*args, "layers"]
+        names[key] = f"v{len(lines)}"
+        lines.append(f"{names[key]} = {prim.func.__name__}({', '.join(args)})")
         return names[key]
 
-    lines.append(f"result = {programs.fold(tree, emit, names.get)}")
+    lines.append(f"return {programs.fold(tree, emit, names.get)}")
     return lines, used
 
 
@@ -101,7 +102,7 @@ def export_source(expr: str, settings: ProbeSettings, info: dict[str, Any] | Non
     body = "\n".join(f"    {line}" for line in lines)
     needs = sorted(programs.probe_needs(tree))
     uses_layers = any(primitives.by_name(name).aggregator for name in used)
-    make_layers = ('Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])'
+    make_layers = ('SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])'
                    if uses_layers else "None")
     code = embedded_code(needs, used, ["from types import SimpleNamespace"])
     info_text = _info_lines(info or {})
@@ -135,7 +136,6 @@ NEEDS = frozenset({needs!r})
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
 {body}
-    return result
 
 
 def score(net, inputs, targets) -> float:

@@ -121,10 +121,16 @@ def test_the_file_embeds_only_the_measures_its_program_reads() -> None:
     assert "_hutchinson" not in size_only and "MEASURES = ()" in size_only
 
 
-def test_consecutive_constants_and_aliases_of_the_file_stand_together() -> None:
+def test_the_file_calls_primitives_by_their_function_names_and_holds_no_engine_only_code() -> None:
+    """No registry-name aliases and no `primitives.Layers` dataclass: the program calls ``div_safe``, the
+    aggregators get a namespace; the one-line constants stand together; statistics are read in place."""
     text = export_source("n_mul(n_div_safe(logdet_sum(KS), log_flops), n_sub(log_params, log_flops))", SETTINGS)
-    assert "n_div_safe = div_safe\nn_mul = mul\nn_sub = sub" in text
+    assert "n_div_safe" not in text.split("EXPRESSION = ")[0] and "class Layers" not in text
+    assert "import dataclass" not in text
     assert re.search(r"^BIG = \S+\nEPS = \S+\nRIDGE = ", text, re.MULTILINE)
+    body = text[text.index("def _program"):text.index("def score")]
+    assert "= div_safe(v0, t['log_flops'])" in body and "= logdet_sum(t['KS'], layers)" in body
+    assert "layers = SimpleNamespace(seg=" in text
     ast.parse(text)
 
 

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -443,117 +442,80 @@ MAX_EXP = 69.07755278982137
 RIDGE = 1e-06
 TOL = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def square(x: torch.Tensor) -> torch.Tensor:
+def square(x):
     return _finite(x * x)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+def exp_clamped(x):
     return x.clamp(max=MAX_EXP).exp_()
 
-def sign(x: torch.Tensor) -> torch.Tensor:
+def sign(x):
     return torch.sign(x)
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def neg(x: torch.Tensor) -> torch.Tensor:
+def neg(x):
     return torch.neg(x)
 
-def znorm(x: torch.Tensor) -> torch.Tensor:
+def znorm(x):
     y = x / _amax_scale(x, (-2, -1))
     mean = y.mean(dim=(-2, -1), keepdim=True)
     std = torch.linalg.vector_norm(y.sub_(mean), dim=(-2, -1), keepdim=True)
     std.div_(math.sqrt(x.shape[-2] * x.shape[-1]))
     return y.div_(std.masked_fill_(std <= mean.abs_().mul_(TOL), math.inf))
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def minimum(x, y):
     return torch.minimum(x, y)
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
 
-def gram_linear(x: torch.Tensor) -> torch.Tensor:
+def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     return _finite(torch.matmul(y, y.mT).mul_(scale).mul_(scale / x.shape[-1]))
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-a_znorm = znorm
-n_add = add
-n_div_safe = div_safe
-n_exp_clamped = exp_clamped
-n_max = maximum
-n_min = minimum
-n_mul = mul
-n_neg = neg
-n_relu = relu
-n_sign = sign
-n_sqrt_abs = sqrt_abs
-n_square = square
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_add(n_max(n_div_safe(n_add(log_snip_total, n_mul(log_chan_rank_sum, n_sub(n_add(naswot, log_grad_norm), log_grad_norm))), log_params), n_mul(n_min(log_chan_rank_sum, n_square(n_neg(n_exp_clamped(log_snip_total)))), log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(G))), n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_flops))), log_params))), n_add(agg_max(log_numel), agg_max(log_w_norm)))'
@@ -563,54 +525,43 @@ NEEDS = frozenset(['G', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_flop
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_snip_total']
-    v1 = t['log_chan_rank_sum']
-    v2 = t['naswot']
-    v3 = t['log_grad_norm']
-    v4 = n_add(v2, v3)
-    v5 = n_sub(v4, v3)
-    v6 = n_mul(v1, v5)
-    v7 = n_add(v0, v6)
-    v8 = t['log_params']
-    v9 = n_div_safe(v7, v8)
-    v10 = n_exp_clamped(v0)
-    v11 = n_neg(v10)
-    v12 = n_square(v11)
-    v13 = n_min(v1, v12)
-    v14 = n_mul(v13, v1)
-    v15 = n_max(v9, v14)
-    v16 = t['G']
-    v17 = a_znorm(v16)
-    v18 = gram_linear(v17)
-    v19 = logdet_sum(v18, layers)
-    v20 = n_relu(v1)
-    v21 = n_sign(v20)
-    v22 = n_sub(v8, v3)
-    v23 = n_mul(v21, v22)
-    v24 = t['log_numel']
-    v25 = agg_max(v24, layers)
-    v26 = t['log_chan_rank']
-    v27 = agg_max(v26, layers)
-    v28 = n_add(v25, v27)
-    v29 = t['log_flops']
-    v30 = n_sqrt_abs(v29)
-    v31 = n_sub(v28, v30)
-    v32 = n_add(v23, v31)
-    v33 = n_square(v10)
-    v34 = n_square(v33)
-    v35 = n_min(v1, v34)
-    v36 = n_mul(v35, v29)
-    v37 = n_mul(v32, v36)
-    v38 = n_relu(v37)
-    v39 = n_mul(v38, v8)
-    v40 = n_mul(v19, v39)
-    v41 = n_add(v15, v40)
-    v42 = t['log_w_norm']
-    v43 = agg_max(v42, layers)
-    v44 = n_add(v25, v43)
-    v45 = n_mul(v41, v44)
-    result = v45
-    return result
+    v0 = add(t['naswot'], t['log_grad_norm'])
+    v1 = sub(v0, t['log_grad_norm'])
+    v2 = mul(t['log_chan_rank_sum'], v1)
+    v3 = add(t['log_snip_total'], v2)
+    v4 = div_safe(v3, t['log_params'])
+    v5 = exp_clamped(t['log_snip_total'])
+    v6 = neg(v5)
+    v7 = square(v6)
+    v8 = minimum(t['log_chan_rank_sum'], v7)
+    v9 = mul(v8, t['log_chan_rank_sum'])
+    v10 = maximum(v4, v9)
+    v11 = znorm(t['G'])
+    v12 = gram_linear(v11)
+    v13 = logdet_sum(v12, layers)
+    v14 = relu(t['log_chan_rank_sum'])
+    v15 = sign(v14)
+    v16 = sub(t['log_params'], t['log_grad_norm'])
+    v17 = mul(v15, v16)
+    v18 = agg_max(t['log_numel'], layers)
+    v19 = agg_max(t['log_chan_rank'], layers)
+    v20 = add(v18, v19)
+    v21 = sqrt_abs(t['log_flops'])
+    v22 = sub(v20, v21)
+    v23 = add(v17, v22)
+    v24 = square(v5)
+    v25 = square(v24)
+    v26 = minimum(t['log_chan_rank_sum'], v25)
+    v27 = mul(v26, t['log_flops'])
+    v28 = mul(v23, v27)
+    v29 = relu(v28)
+    v30 = mul(v29, t['log_params'])
+    v31 = mul(v13, v30)
+    v32 = add(v10, v31)
+    v33 = agg_max(t['log_w_norm'], layers)
+    v34 = add(v18, v33)
+    v35 = mul(v32, v34)
+    return v35
 
 
 def score(net, inputs, targets) -> float:
@@ -619,6 +570,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

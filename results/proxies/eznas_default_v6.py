@@ -23,7 +23,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -37,11 +36,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -412,89 +408,51 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Correlations, _ChannelRank, )
 
 BIG = 1e+30
-
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_min(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_min(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amin', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-gram_abs = absolute
-
-l_sub = sub
-
-n_abs = absolute
-
-n_add = add
-
-n_max = maximum
-
-n_mul = mul
-
-n_sqrt_abs = sqrt_abs
 
 
 EXPRESSION = 'n_mul(n_max(n_sqrt_abs(n_abs(n_abs(agg_min(l_sub(log_fan_in, log_fan_out))))), n_mul(n_sqrt_abs(n_max(n_mul(n_abs(n_sqrt_abs(agg_min(l_sub(log_fan_in, log_fan_out)))), logdet_sum(KG)), logdet_sum(gram_abs(KG)))), log_chan_rank_sum)), n_add(n_mul(log_params, n_abs(agg_min(l_sub(log_fan_in, log_fan_out)))), log_flops))'
@@ -504,32 +462,25 @@ NEEDS = frozenset(['KG', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_fan_ou
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_fan_in']
-    v1 = t['log_fan_out']
-    v2 = l_sub(v0, v1)
-    v3 = agg_min(v2, layers)
-    v4 = n_abs(v3)
-    v5 = n_abs(v4)
-    v6 = n_sqrt_abs(v5)
-    v7 = n_sqrt_abs(v3)
-    v8 = n_abs(v7)
-    v9 = t['KG']
+    v0 = sub(t['log_fan_in'], t['log_fan_out'])
+    v1 = agg_min(v0, layers)
+    v2 = absolute(v1)
+    v3 = absolute(v2)
+    v4 = sqrt_abs(v3)
+    v5 = sqrt_abs(v1)
+    v6 = absolute(v5)
+    v7 = logdet_sum(t['KG'], layers)
+    v8 = mul(v6, v7)
+    v9 = absolute(t['KG'])
     v10 = logdet_sum(v9, layers)
-    v11 = n_mul(v8, v10)
-    v12 = gram_abs(v9)
-    v13 = logdet_sum(v12, layers)
-    v14 = n_max(v11, v13)
-    v15 = n_sqrt_abs(v14)
-    v16 = t['log_chan_rank_sum']
-    v17 = n_mul(v15, v16)
-    v18 = n_max(v6, v17)
-    v19 = t['log_params']
-    v20 = n_mul(v19, v4)
-    v21 = t['log_flops']
-    v22 = n_add(v20, v21)
-    v23 = n_mul(v18, v22)
-    result = v23
-    return result
+    v11 = maximum(v8, v10)
+    v12 = sqrt_abs(v11)
+    v13 = mul(v12, t['log_chan_rank_sum'])
+    v14 = maximum(v4, v13)
+    v15 = mul(t['log_params'], v2)
+    v16 = add(v15, t['log_flops'])
+    v17 = mul(v14, v16)
+    return v17
 
 
 def score(net, inputs, targets) -> float:
@@ -538,6 +489,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

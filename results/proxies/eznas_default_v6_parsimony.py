@@ -23,7 +23,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -37,11 +36,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -413,92 +409,55 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_OutputGrads, _SignKernel, _ChannelRank, )
 
 BIG = 1e+30
-
 RIDGE = 1e-06
-
 TOL = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def square(x: torch.Tensor) -> torch.Tensor:
+def square(x):
     return _finite(x * x)
 
-def znorm(x: torch.Tensor) -> torch.Tensor:
+def znorm(x):
     y = x / _amax_scale(x, (-2, -1))
     mean = y.mean(dim=(-2, -1), keepdim=True)
     std = torch.linalg.vector_norm(y.sub_(mean), dim=(-2, -1), keepdim=True)
     std.div_(math.sqrt(x.shape[-2] * x.shape[-1]))
     return y.div_(std.masked_fill_(std <= mean.abs_().mul_(TOL), math.inf))
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def gram_linear(x: torch.Tensor) -> torch.Tensor:
+def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     return _finite(torch.matmul(y, y.mT).mul_(scale).mul_(scale / x.shape[-1]))
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-a_square = square
-
-a_znorm = znorm
-
-n_abs = absolute
-
-n_add = add
-
-n_mul = mul
-
-n_square = square
 
 
 EXPRESSION = 'n_mul(logdet_sum(gram_linear(a_znorm(a_znorm(a_znorm(a_square(G)))))), n_add(n_square(naswot), n_add(n_square(log_flops), n_abs(log_chan_rank_sum))))'
@@ -508,24 +467,19 @@ NEEDS = frozenset(['G', 'depth', 'log_chan_rank_sum', 'log_flops', 'naswot'])
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['G']
-    v1 = a_square(v0)
-    v2 = a_znorm(v1)
-    v3 = a_znorm(v2)
-    v4 = a_znorm(v3)
-    v5 = gram_linear(v4)
-    v6 = logdet_sum(v5, layers)
-    v7 = t['naswot']
-    v8 = n_square(v7)
-    v9 = t['log_flops']
-    v10 = n_square(v9)
-    v11 = t['log_chan_rank_sum']
-    v12 = n_abs(v11)
-    v13 = n_add(v10, v12)
-    v14 = n_add(v8, v13)
-    v15 = n_mul(v6, v14)
-    result = v15
-    return result
+    v0 = square(t['G'])
+    v1 = znorm(v0)
+    v2 = znorm(v1)
+    v3 = znorm(v2)
+    v4 = gram_linear(v3)
+    v5 = logdet_sum(v4, layers)
+    v6 = square(t['naswot'])
+    v7 = square(t['log_flops'])
+    v8 = absolute(t['log_chan_rank_sum'])
+    v9 = add(v7, v8)
+    v10 = add(v6, v9)
+    v11 = mul(v5, v10)
+    return v11
 
 
 def score(net, inputs, targets) -> float:
@@ -534,6 +488,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

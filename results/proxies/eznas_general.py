@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -428,116 +424,72 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_OutputGrads, _SignKernel, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 EPS = 1e-08
-
 RIDGE = 1e-06
-
 TOL = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def sign(x: torch.Tensor) -> torch.Tensor:
+def sign(x):
     return torch.sign(x)
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def znorm(x: torch.Tensor) -> torch.Tensor:
+def znorm(x):
     y = x / _amax_scale(x, (-2, -1))
     mean = y.mean(dim=(-2, -1), keepdim=True)
     std = torch.linalg.vector_norm(y.sub_(mean), dim=(-2, -1), keepdim=True)
     std.div_(math.sqrt(x.shape[-2] * x.shape[-1]))
     return y.div_(std.masked_fill_(std <= mean.abs_().mul_(TOL), math.inf))
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
 
-def gram_linear(x: torch.Tensor) -> torch.Tensor:
+def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     return _finite(torch.matmul(y, y.mT).mul_(scale).mul_(scale / x.shape[-1]))
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-a_znorm = znorm
-
-n_add = add
-
-n_div_safe = div_safe
-
-n_max = maximum
-
-n_mul = mul
-
-n_relu = relu
-
-n_sign = sign
-
-n_sqrt_abs = sqrt_abs
-
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_add(n_max(log_params, n_mul(log_flops, log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(a_znorm(a_znorm(G))))), n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), n_sqrt_abs(n_relu(n_mul(n_max(log_snip_total, n_sub(n_add(agg_max(log_fan_in), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_div_safe(n_mul(naswot, n_sub(log_params, log_grad_norm)), log_snip_total))))), n_mul(log_chan_rank_sum, log_flops))), log_params))), n_add(agg_max(log_fan_in), agg_max(log_chan_rank)))'
@@ -547,47 +499,37 @@ NEEDS = frozenset(['G', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_fan_
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['log_flops']
-    v2 = t['log_chan_rank_sum']
-    v3 = n_mul(v1, v2)
-    v4 = n_max(v0, v3)
-    v5 = t['G']
-    v6 = a_znorm(v5)
-    v7 = a_znorm(v6)
-    v8 = a_znorm(v7)
-    v9 = gram_linear(v8)
-    v10 = logdet_sum(v9, layers)
-    v11 = n_relu(v2)
-    v12 = n_sign(v11)
-    v13 = t['log_grad_norm']
-    v14 = n_sub(v0, v13)
-    v15 = n_mul(v12, v14)
-    v16 = t['log_snip_total']
-    v17 = t['log_fan_in']
-    v18 = agg_max(v17, layers)
-    v19 = t['log_chan_rank']
-    v20 = agg_max(v19, layers)
-    v21 = n_add(v18, v20)
-    v22 = n_sqrt_abs(v1)
-    v23 = n_sub(v21, v22)
-    v24 = n_max(v16, v23)
-    v25 = t['naswot']
-    v26 = n_mul(v25, v14)
-    v27 = n_div_safe(v26, v16)
-    v28 = n_mul(v24, v27)
-    v29 = n_relu(v28)
-    v30 = n_sqrt_abs(v29)
-    v31 = n_add(v15, v30)
-    v32 = n_mul(v2, v1)
-    v33 = n_mul(v31, v32)
-    v34 = n_relu(v33)
-    v35 = n_mul(v34, v0)
-    v36 = n_mul(v10, v35)
-    v37 = n_add(v4, v36)
-    v38 = n_mul(v37, v21)
-    result = v38
-    return result
+    v0 = mul(t['log_flops'], t['log_chan_rank_sum'])
+    v1 = maximum(t['log_params'], v0)
+    v2 = znorm(t['G'])
+    v3 = znorm(v2)
+    v4 = znorm(v3)
+    v5 = gram_linear(v4)
+    v6 = logdet_sum(v5, layers)
+    v7 = relu(t['log_chan_rank_sum'])
+    v8 = sign(v7)
+    v9 = sub(t['log_params'], t['log_grad_norm'])
+    v10 = mul(v8, v9)
+    v11 = agg_max(t['log_fan_in'], layers)
+    v12 = agg_max(t['log_chan_rank'], layers)
+    v13 = add(v11, v12)
+    v14 = sqrt_abs(t['log_flops'])
+    v15 = sub(v13, v14)
+    v16 = maximum(t['log_snip_total'], v15)
+    v17 = mul(t['naswot'], v9)
+    v18 = div_safe(v17, t['log_snip_total'])
+    v19 = mul(v16, v18)
+    v20 = relu(v19)
+    v21 = sqrt_abs(v20)
+    v22 = add(v10, v21)
+    v23 = mul(t['log_chan_rank_sum'], t['log_flops'])
+    v24 = mul(v22, v23)
+    v25 = relu(v24)
+    v26 = mul(v25, t['log_params'])
+    v27 = mul(v6, v26)
+    v28 = add(v1, v27)
+    v29 = mul(v28, v13)
+    return v29
 
 
 def score(net, inputs, targets) -> float:
@@ -596,6 +538,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -403,80 +402,52 @@ BIG = 1e+30
 RIDGE = 1e-06
 TOL = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def znorm(x: torch.Tensor) -> torch.Tensor:
+def znorm(x):
     y = x / _amax_scale(x, (-2, -1))
     mean = y.mean(dim=(-2, -1), keepdim=True)
     std = torch.linalg.vector_norm(y.sub_(mean), dim=(-2, -1), keepdim=True)
     std.div_(math.sqrt(x.shape[-2] * x.shape[-1]))
     return y.div_(std.masked_fill_(std <= mean.abs_().mul_(TOL), math.inf))
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def gram_linear(x: torch.Tensor) -> torch.Tensor:
+def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     return _finite(torch.matmul(y, y.mT).mul_(scale).mul_(scale / x.shape[-1]))
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-a_znorm = znorm
-n_add = add
-n_mul = mul
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_mul(logdet_sum(gram_linear(a_znorm(G))), n_mul(n_mul(n_add(n_sub(log_params, log_grad_norm), agg_max(log_numel)), n_mul(log_chan_rank_sum, log_flops)), log_params)), agg_max(log_numel))'
@@ -486,25 +457,18 @@ NEEDS = frozenset(['G', 'depth', 'log_chan_rank_sum', 'log_flops', 'log_grad_nor
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['G']
-    v1 = a_znorm(v0)
-    v2 = gram_linear(v1)
-    v3 = logdet_sum(v2, layers)
-    v4 = t['log_params']
-    v5 = t['log_grad_norm']
-    v6 = n_sub(v4, v5)
-    v7 = t['log_numel']
-    v8 = agg_max(v7, layers)
-    v9 = n_add(v6, v8)
-    v10 = t['log_chan_rank_sum']
-    v11 = t['log_flops']
-    v12 = n_mul(v10, v11)
-    v13 = n_mul(v9, v12)
-    v14 = n_mul(v13, v4)
-    v15 = n_mul(v3, v14)
-    v16 = n_mul(v15, v8)
-    result = v16
-    return result
+    v0 = znorm(t['G'])
+    v1 = gram_linear(v0)
+    v2 = logdet_sum(v1, layers)
+    v3 = sub(t['log_params'], t['log_grad_norm'])
+    v4 = agg_max(t['log_numel'], layers)
+    v5 = add(v3, v4)
+    v6 = mul(t['log_chan_rank_sum'], t['log_flops'])
+    v7 = mul(v5, v6)
+    v8 = mul(v7, t['log_params'])
+    v9 = mul(v2, v8)
+    v10 = mul(v9, v4)
+    return v10
 
 
 def score(net, inputs, targets) -> float:
@@ -513,6 +477,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -427,91 +423,52 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Correlations, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 MAX_EXP = 69.07755278982137
-
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def square(x: torch.Tensor) -> torch.Tensor:
+def square(x):
     return _finite(x * x)
 
-def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+def exp_clamped(x):
     return x.clamp(max=MAX_EXP).exp_()
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def minimum(x, y):
     return torch.minimum(x, y)
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-n_abs = absolute
-
-n_exp_clamped = exp_clamped
-
-n_min = minimum
-
-n_mul = mul
-
-n_relu = relu
-
-n_square = square
-
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_mul(n_relu(n_mul(n_mul(n_mul(n_mul(logdet_sum(KG), log_chan_rank_sum), n_sub(log_params, log_grad_norm)), n_sub(log_params, log_grad_norm)), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_chan_rank_sum))), log_params), n_mul(logdet_sum(KG), n_abs(n_mul(log_params, n_mul(log_chan_rank_sum, log_chan_rank_sum)))))'
@@ -521,31 +478,25 @@ NEEDS = frozenset(['KG', 'depth', 'log_chan_rank_sum', 'log_grad_norm', 'log_par
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['KG']
-    v1 = logdet_sum(v0, layers)
-    v2 = t['log_chan_rank_sum']
-    v3 = n_mul(v1, v2)
-    v4 = t['log_params']
-    v5 = t['log_grad_norm']
-    v6 = n_sub(v4, v5)
-    v7 = n_mul(v3, v6)
-    v8 = n_mul(v7, v6)
-    v9 = t['log_snip_total']
-    v10 = n_exp_clamped(v9)
-    v11 = n_square(v10)
-    v12 = n_square(v11)
-    v13 = n_min(v2, v12)
-    v14 = n_mul(v13, v2)
-    v15 = n_mul(v8, v14)
-    v16 = n_relu(v15)
-    v17 = n_mul(v16, v4)
-    v18 = n_mul(v2, v2)
-    v19 = n_mul(v4, v18)
-    v20 = n_abs(v19)
-    v21 = n_mul(v1, v20)
-    v22 = n_mul(v17, v21)
-    result = v22
-    return result
+    v0 = logdet_sum(t['KG'], layers)
+    v1 = mul(v0, t['log_chan_rank_sum'])
+    v2 = sub(t['log_params'], t['log_grad_norm'])
+    v3 = mul(v1, v2)
+    v4 = mul(v3, v2)
+    v5 = exp_clamped(t['log_snip_total'])
+    v6 = square(v5)
+    v7 = square(v6)
+    v8 = minimum(t['log_chan_rank_sum'], v7)
+    v9 = mul(v8, t['log_chan_rank_sum'])
+    v10 = mul(v4, v9)
+    v11 = relu(v10)
+    v12 = mul(v11, t['log_params'])
+    v13 = mul(t['log_chan_rank_sum'], t['log_chan_rank_sum'])
+    v14 = mul(t['log_params'], v13)
+    v15 = absolute(v14)
+    v16 = mul(v0, v15)
+    v17 = mul(v12, v16)
+    return v17
 
 
 def score(net, inputs, targets) -> float:
@@ -554,6 +505,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

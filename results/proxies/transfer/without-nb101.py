@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -431,72 +427,42 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Correlations, _SignKernel, _ChannelRank, )
 
 BIG = 1e+30
-
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-gram_add = add
-
-n_mul = mul
-
-n_relu = relu
 
 
 EXPRESSION = 'n_mul(n_mul(n_mul(n_relu(n_relu(logdet_sum(gram_add(KA, KA)))), n_mul(agg_max(log_fan_in), log_params)), n_mul(log_params, logdet_sum(KA))), n_mul(log_chan_rank_sum, n_mul(n_relu(logdet_sum(KS)), log_params)))'
@@ -506,28 +472,22 @@ NEEDS = frozenset(['KA', 'KS', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['KA']
-    v1 = gram_add(v0, v0)
-    v2 = logdet_sum(v1, layers)
-    v3 = n_relu(v2)
-    v4 = n_relu(v3)
-    v5 = t['log_fan_in']
-    v6 = agg_max(v5, layers)
-    v7 = t['log_params']
-    v8 = n_mul(v6, v7)
-    v9 = n_mul(v4, v8)
-    v10 = logdet_sum(v0, layers)
-    v11 = n_mul(v7, v10)
-    v12 = n_mul(v9, v11)
-    v13 = t['log_chan_rank_sum']
-    v14 = t['KS']
-    v15 = logdet_sum(v14, layers)
-    v16 = n_relu(v15)
-    v17 = n_mul(v16, v7)
-    v18 = n_mul(v13, v17)
-    v19 = n_mul(v12, v18)
-    result = v19
-    return result
+    v0 = add(t['KA'], t['KA'])
+    v1 = logdet_sum(v0, layers)
+    v2 = relu(v1)
+    v3 = relu(v2)
+    v4 = agg_max(t['log_fan_in'], layers)
+    v5 = mul(v4, t['log_params'])
+    v6 = mul(v3, v5)
+    v7 = logdet_sum(t['KA'], layers)
+    v8 = mul(t['log_params'], v7)
+    v9 = mul(v6, v8)
+    v10 = logdet_sum(t['KS'], layers)
+    v11 = relu(v10)
+    v12 = mul(v11, t['log_params'])
+    v13 = mul(t['log_chan_rank_sum'], v12)
+    v14 = mul(v9, v13)
+    return v14
 
 
 def score(net, inputs, targets) -> float:
@@ -536,6 +496,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

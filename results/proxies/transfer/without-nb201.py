@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -454,68 +450,32 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Correlations, _SignKernel, _ChannelRank, _Weights, _GradTotals, )
 
 BIG = 1e+30
-
 EPS = 1e-08
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def neg(x: torch.Tensor) -> torch.Tensor:
+def neg(x):
     return torch.neg(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
-
-n_add = add
-
-n_div_safe = div_safe
-
-n_max = maximum
-
-n_neg = neg
-
-n_relu = relu
-
-n_sqrt_abs = sqrt_abs
 
 
 EXPRESSION = 'n_add(log_params, n_add(log_chan_rank_sum, n_max(n_add(agg_max(log_fan_in), n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(rcor))), n_relu(n_div_safe(n_add(log_params, n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(naswot))), n_relu(n_sqrt_abs(log_chan_rank_sum)))))))'
@@ -525,32 +485,24 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_norm', 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['log_chan_rank_sum']
-    v2 = t['log_fan_in']
-    v3 = agg_max(v2, layers)
-    v4 = t['log_grad_norm']
-    v5 = n_neg(v4)
-    v6 = t['log_w_norm']
-    v7 = agg_max(v6, layers)
-    v8 = n_div_safe(v5, v7)
-    v9 = t['rcor']
-    v10 = n_neg(v9)
-    v11 = n_max(v8, v10)
-    v12 = n_add(v3, v11)
-    v13 = t['naswot']
-    v14 = n_neg(v13)
-    v15 = n_max(v8, v14)
-    v16 = n_add(v0, v15)
-    v17 = n_sqrt_abs(v1)
-    v18 = n_relu(v17)
-    v19 = n_div_safe(v16, v18)
-    v20 = n_relu(v19)
-    v21 = n_max(v12, v20)
-    v22 = n_add(v1, v21)
-    v23 = n_add(v0, v22)
-    result = v23
-    return result
+    v0 = agg_max(t['log_fan_in'], layers)
+    v1 = neg(t['log_grad_norm'])
+    v2 = agg_max(t['log_w_norm'], layers)
+    v3 = div_safe(v1, v2)
+    v4 = neg(t['rcor'])
+    v5 = maximum(v3, v4)
+    v6 = add(v0, v5)
+    v7 = neg(t['naswot'])
+    v8 = maximum(v3, v7)
+    v9 = add(t['log_params'], v8)
+    v10 = sqrt_abs(t['log_chan_rank_sum'])
+    v11 = relu(v10)
+    v12 = div_safe(v9, v11)
+    v13 = relu(v12)
+    v14 = maximum(v6, v13)
+    v15 = add(t['log_chan_rank_sum'], v14)
+    v16 = add(t['log_params'], v15)
+    return v16
 
 
 def score(net, inputs, targets) -> float:
@@ -559,6 +511,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,9 +41,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -397,104 +394,63 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Activations, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 EPS = 1e-08
-
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def sign(x: torch.Tensor) -> torch.Tensor:
+def sign(x):
     return torch.sign(x)
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
+def sigmoid(x):
     return torch.sigmoid(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def gram_sign(x: torch.Tensor) -> torch.Tensor:
+def gram_sign(x):
     s = (x > 0).to(x.dtype).mul_(2.0).sub_(1.0)
     return torch.matmul(s, s.mT).div_(2.0 * x.shape[-1]).add_(0.5)
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-a_sign = sign
-
-a_sub = sub
-
-n_add = add
-
-n_div_safe = div_safe
-
-n_mul = mul
-
-n_relu = relu
-
-n_sigmoid = sigmoid
-
-n_sqrt_abs = sqrt_abs
 
 
 EXPRESSION = 'n_relu(n_add(n_mul(agg_max(log_fan_in), n_sigmoid(log_chan_rank_sum)), n_add(n_add(log_chan_rank_sum, n_div_safe(log_params, n_add(log_chan_rank_sum, log_grad_norm))), n_sqrt_abs(logdet_sum(gram_sign(a_sub(A, a_sign(A))))))))'
@@ -504,27 +460,21 @@ NEEDS = frozenset(['A', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_no
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_fan_in']
-    v1 = agg_max(v0, layers)
-    v2 = t['log_chan_rank_sum']
-    v3 = n_sigmoid(v2)
-    v4 = n_mul(v1, v3)
-    v5 = t['log_params']
-    v6 = t['log_grad_norm']
-    v7 = n_add(v2, v6)
-    v8 = n_div_safe(v5, v7)
-    v9 = n_add(v2, v8)
-    v10 = t['A']
-    v11 = a_sign(v10)
-    v12 = a_sub(v10, v11)
-    v13 = gram_sign(v12)
-    v14 = logdet_sum(v13, layers)
-    v15 = n_sqrt_abs(v14)
-    v16 = n_add(v9, v15)
-    v17 = n_add(v4, v16)
-    v18 = n_relu(v17)
-    result = v18
-    return result
+    v0 = agg_max(t['log_fan_in'], layers)
+    v1 = sigmoid(t['log_chan_rank_sum'])
+    v2 = mul(v0, v1)
+    v3 = add(t['log_chan_rank_sum'], t['log_grad_norm'])
+    v4 = div_safe(t['log_params'], v3)
+    v5 = add(t['log_chan_rank_sum'], v4)
+    v6 = sign(t['A'])
+    v7 = sub(t['A'], v6)
+    v8 = gram_sign(v7)
+    v9 = logdet_sum(v8, layers)
+    v10 = sqrt_abs(v9)
+    v11 = add(v5, v10)
+    v12 = add(v2, v11)
+    v13 = relu(v12)
+    return v13
 
 
 def score(net, inputs, targets) -> float:
@@ -533,6 +483,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -42,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 GRAM_FEATURES = 2048
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -411,95 +407,56 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_SignKernel, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 EPS = 1e-08
-
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def logdet_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
 
-def logdet(x: torch.Tensor) -> torch.Tensor:
+def logdet(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     y.diagonal(dim1=-2, dim2=-1).add_(RIDGE / scale[..., 0])
     logabs = torch.linalg.slogdet(y).logabsdet
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
-
-n_abs = absolute
-
-n_add = add
-
-n_div_safe = div_safe
-
-n_max = maximum
-
-n_mul = mul
-
-n_relu = relu
-
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_mul(n_div_safe(n_abs(n_relu(n_max(n_add(log_params, n_sub(log_flops, log_snip_total)), n_mul(log_chan_rank_sum, n_two)))), n_half), n_div_safe(n_div_safe(n_abs(n_max(log_chan_rank_sum, log_params)), n_half), n_half)), n_mul(n_add(n_mul(n_mul(log_chan_rank_sum, agg_max(log_fan_in)), log_chan_rank_sum), logdet_sum(KS)), n_two))'
@@ -509,35 +466,26 @@ NEEDS = frozenset(['KS', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_flops'
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['log_flops']
-    v2 = t['log_snip_total']
-    v3 = n_sub(v1, v2)
-    v4 = n_add(v0, v3)
-    v5 = t['log_chan_rank_sum']
-    v6 = torch.full((1,), 2.0)
-    v7 = n_mul(v5, v6)
-    v8 = n_max(v4, v7)
-    v9 = n_relu(v8)
-    v10 = n_abs(v9)
-    v11 = torch.full((1,), 0.5)
-    v12 = n_div_safe(v10, v11)
-    v13 = n_max(v5, v0)
-    v14 = n_abs(v13)
-    v15 = n_div_safe(v14, v11)
-    v16 = n_div_safe(v15, v11)
-    v17 = n_mul(v12, v16)
-    v18 = t['log_fan_in']
-    v19 = agg_max(v18, layers)
-    v20 = n_mul(v5, v19)
-    v21 = n_mul(v20, v5)
-    v22 = t['KS']
-    v23 = logdet_sum(v22, layers)
-    v24 = n_add(v21, v23)
-    v25 = n_mul(v24, v6)
-    v26 = n_mul(v17, v25)
-    result = v26
-    return result
+    v0 = sub(t['log_flops'], t['log_snip_total'])
+    v1 = add(t['log_params'], v0)
+    v2 = mul(t['log_chan_rank_sum'], torch.full((1,), 2.0))
+    v3 = maximum(v1, v2)
+    v4 = relu(v3)
+    v5 = absolute(v4)
+    v6 = div_safe(v5, torch.full((1,), 0.5))
+    v7 = maximum(t['log_chan_rank_sum'], t['log_params'])
+    v8 = absolute(v7)
+    v9 = div_safe(v8, torch.full((1,), 0.5))
+    v10 = div_safe(v9, torch.full((1,), 0.5))
+    v11 = mul(v6, v10)
+    v12 = agg_max(t['log_fan_in'], layers)
+    v13 = mul(t['log_chan_rank_sum'], v12)
+    v14 = mul(v13, t['log_chan_rank_sum'])
+    v15 = logdet_sum(t['KS'], layers)
+    v16 = add(v14, v15)
+    v17 = mul(v16, torch.full((1,), 2.0))
+    v18 = mul(v11, v17)
+    return v18
 
 
 def score(net, inputs, targets) -> float:
@@ -546,6 +494,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -27,7 +27,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import SimpleNamespace
 import copy
 import hashlib
@@ -40,9 +39,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -367,49 +364,20 @@ MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def minimum(x, y):
     return torch.minimum(x, y)
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
-
-n_add = add
-
-n_max = maximum
-
-n_min = minimum
 
 
 EXPRESSION = 'n_max(log_params, n_add(n_min(log_chan_rank_sum, log_chan_rank_sum), n_add(agg_max(log_fan_in), n_one)))'
@@ -419,17 +387,12 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params'])
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['log_chan_rank_sum']
-    v2 = n_min(v1, v1)
-    v3 = t['log_fan_in']
-    v4 = agg_max(v3, layers)
-    v5 = torch.full((1,), 1.0)
-    v6 = n_add(v4, v5)
-    v7 = n_add(v2, v6)
-    v8 = n_max(v0, v7)
-    result = v8
-    return result
+    v0 = minimum(t['log_chan_rank_sum'], t['log_chan_rank_sum'])
+    v1 = agg_max(t['log_fan_in'], layers)
+    v2 = add(v1, torch.full((1,), 1.0))
+    v3 = add(v0, v2)
+    v4 = maximum(t['log_params'], v3)
+    return v4
 
 
 def score(net, inputs, targets) -> float:
@@ -438,6 +401,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

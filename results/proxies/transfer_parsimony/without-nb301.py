@@ -39,9 +39,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -375,41 +373,28 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-
 MAX_EXP = 69.07755278982137
 
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+def exp_clamped(x):
     return x.clamp(max=MAX_EXP).exp_()
 
-def neg(x: torch.Tensor) -> torch.Tensor:
+def neg(x):
     return torch.neg(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
-
-n_add = add
-
-n_exp_clamped = exp_clamped
-
-n_mul = mul
-
-n_neg = neg
-
-n_sqrt_abs = sqrt_abs
-
-n_sub = sub
 
 
 EXPRESSION = 'n_mul(n_sqrt_abs(n_neg(n_exp_clamped(n_add(log_chan_rank_sum, log_params)))), n_mul(n_sub(log_flops, log_snip_total), log_params))'
@@ -419,19 +404,14 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_flops', 'log_params', 'log
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_chan_rank_sum']
-    v1 = t['log_params']
-    v2 = n_add(v0, v1)
-    v3 = n_exp_clamped(v2)
-    v4 = n_neg(v3)
-    v5 = n_sqrt_abs(v4)
-    v6 = t['log_flops']
-    v7 = t['log_snip_total']
-    v8 = n_sub(v6, v7)
-    v9 = n_mul(v8, v1)
-    v10 = n_mul(v5, v9)
-    result = v10
-    return result
+    v0 = add(t['log_chan_rank_sum'], t['log_params'])
+    v1 = exp_clamped(v0)
+    v2 = neg(v1)
+    v3 = sqrt_abs(v2)
+    v4 = sub(t['log_flops'], t['log_snip_total'])
+    v5 = mul(v4, t['log_params'])
+    v6 = mul(v3, v5)
+    return v6
 
 
 def score(net, inputs, targets) -> float:

@@ -40,9 +40,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-
 CHANNEL_SAMPLES = 8
-
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -367,33 +365,23 @@ MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
 
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def neg(x: torch.Tensor) -> torch.Tensor:
+def neg(x):
     return torch.neg(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def minimum(x, y):
     return torch.minimum(x, y)
-
-n_add = add
-
-n_min = minimum
-
-n_mul = mul
-
-n_neg = neg
-
-n_sqrt_abs = sqrt_abs
 
 
 EXPRESSION = 'n_mul(log_chan_rank_sum, n_add(n_min(n_sqrt_abs(log_params), n_neg(log_layers)), log_params))'
@@ -403,16 +391,12 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_layers', 'log_params'])
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_chan_rank_sum']
-    v1 = t['log_params']
-    v2 = n_sqrt_abs(v1)
-    v3 = t['log_layers']
-    v4 = n_neg(v3)
-    v5 = n_min(v2, v4)
-    v6 = n_add(v5, v1)
-    v7 = n_mul(v0, v6)
-    result = v7
-    return result
+    v0 = sqrt_abs(t['log_params'])
+    v1 = neg(t['log_layers'])
+    v2 = minimum(v0, v1)
+    v3 = add(v2, t['log_params'])
+    v4 = mul(t['log_chan_rank_sum'], v3)
+    return v4
 
 
 def score(net, inputs, targets) -> float:
