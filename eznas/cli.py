@@ -297,7 +297,7 @@ def _prune(args: argparse.Namespace) -> int:
     batch = pool_batch(source, args.data_dir, args.cache_dir)
     print(f"pruning a program of {len(programs.parse(expr))} nodes on the {batch.n_nets} pool networks of {source}",
           file=sys.stderr)
-    path = pool_path(expr, batch, cfg.tasks.aggregate)
+    path = pool_path(expr, batch, cfg.tasks.aggregate, cfg.tasks.relative_to)
     chosen = pick(path, args.tolerance)
     print(table([s.row() for s in path], path.index(chosen), {}))
     print(f"\n>>>> the smallest program within {args.tolerance} of the start's pool fitness {path[0].fitness:.4f}")

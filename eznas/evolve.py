@@ -31,7 +31,7 @@ from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.config import Config
 from eznas.errors import EznasError
-from eznas.fitness import WORST, Evaluator, Fitness, fitness_of
+from eznas.fitness import WORST, Evaluator, Fitness, fitness_of, reference_scores
 from eznas.parallel import Failed
 from eznas.pool import load_pool
 from eznas.resident import Resident, run_with
@@ -262,15 +262,9 @@ def sample_positions(sizes: dict[str, int], config: Config, generation: int) -> 
     return np.concatenate(parts)
 
 
-def reference_scores(pool: StatsBatch, config: Config) -> np.ndarray | None:
-    """[R, B] the pool's values of the statistics of ``tasks.relative_to`` (None when it names none)."""
-    names = config.tasks.relative_to
-    return np.stack([pool.net[name].double().cpu().numpy() for name in names]) if names else None
-
-
 def sample_fitness(scores: np.ndarray, pool: StatsBatch, sample: np.ndarray, config: Config) -> list[Fitness]:
     """Fitness of every program (a row of pool ``scores``) on the pool's networks at ``sample``."""
-    reference = reference_scores(pool, config)
+    reference = reference_scores(pool, config.tasks.relative_to)
     return fitness_of(scores[:, sample], pool.accuracy[sample], pool.task[sample], config.tasks.aggregate,
                       reference=None if reference is None else reference[:, sample])
 
@@ -313,7 +307,7 @@ def score_leaders(population: list[str], fitness: list[float], state: State, sco
     """Record the generation's leaders (not yet recorded) with their fitness on the whole pool
     (from their pool ``scores``), for the hall of fame."""
     order = sorted(range(len(population)), key=lambda i: (-fitness[i], len(population[i])))
-    reference = reference_scores(pool, config)
+    reference = reference_scores(pool, config.tasks.relative_to)
     added = 0
     for i in order:
         if added >= config.evolution.pool_fitness_top or fitness[i] == WORST:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,12 +211,20 @@ def fitness_of(scores: np.ndarray, accuracy: np.ndarray, task: np.ndarray, aggre
     return fits
 
 
+def reference_scores(batch: StatsBatch, names: Sequence[str]) -> np.ndarray | None:
+    """[R, B] the batch's values of the per-network statistics ``names`` (``tasks.relative_to``), the
+    ``reference`` of `fitness_of`; None when ``names`` is empty."""
+    return np.stack([batch.net[name].double().cpu().numpy() for name in names]) if names else None
+
+
 def evaluate(evaluator: Evaluator, tree: gp.PrimitiveTree, aggregate: str = "mean",
-             penalise_ties: bool = True) -> Fitness:
+             penalise_ties: bool = True, relative_to: Sequence[str] = ()) -> Fitness:
     """Score ``tree`` on the evaluator's batch and reduce per-task taus with ``aggregate``
-    (tied scores counted against the program unless ``penalise_ties`` is False: plain tau-b)."""
+    (tied scores counted against the program unless ``penalise_ties`` is False: plain tau-b), as margins
+    over the statistics ``relative_to`` when it names any (`fitness_of`)."""
     batch = evaluator.batch
-    return fitness_of(evaluator.safe_scores(tree)[None, :], batch.accuracy, batch.task, aggregate, penalise_ties)[0]
+    return fitness_of(evaluator.safe_scores(tree)[None, :], batch.accuracy, batch.task, aggregate, penalise_ties,
+                      reference_scores(batch, relative_to))[0]
 
 
 def aggregate_taus(taus: dict[str, float], aggregate: str) -> float:

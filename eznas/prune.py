@@ -77,11 +77,12 @@ def prune_path(tree: gp.PrimitiveTree, score: Callable[[gp.PrimitiveTree], Fitne
     return path
 
 
-def pool_path(expr: str, batch: StatsBatch, aggregate: str) -> list[Step]:
-    """`prune_path` of program ``expr`` scored on ``batch`` as evolution scores it (``aggregate``: the run's
-    ``tasks.aggregate``; subtree values memoised across the whole path)."""
+def pool_path(expr: str, batch: StatsBatch, aggregate: str, relative_to: Sequence[str] = ()) -> list[Step]:
+    """`prune_path` of program ``expr`` scored on ``batch`` as evolution scores it (``aggregate`` and
+    ``relative_to``: the run's ``tasks.aggregate`` and ``tasks.relative_to``; subtree values memoised across
+    the whole path)."""
     evaluator = Evaluator(batch)
-    return prune_path(programs.parse(expr), lambda t: evaluate(evaluator, t, aggregate))
+    return prune_path(programs.parse(expr), lambda t: evaluate(evaluator, t, aggregate, relative_to=relative_to))
 
 
 def pick(path: Sequence[Step], tolerance: float) -> Step:

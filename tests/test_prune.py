@@ -18,6 +18,7 @@ from eznas import gp
 from eznas.cli import main
 from eznas.config import Config
 from eznas.fitness import Fitness
+from eznas.fitness import kendall_taus
 from eznas.prune import Step, hoists, pick, pool_path, prune_path
 from eznas.statsbatch import StatsBatch
 
@@ -87,6 +88,11 @@ def test_dead_weight_is_pruned_away():
                      "mean")
     assert path[0].fitness == pytest.approx(1.0)  # (naswot + g) - g, times 1, ranks as naswot does
     assert pick(path, 0.0).expr == "naswot"
+    batch = _batch()
+    bar = kendall_taus(batch.net["log_params"].double().numpy()[None, :], batch.accuracy)[0]
+    relative = pool_path(path[0].expr, batch, "mean", ("log_params",))  # a run with tasks.relative_to
+    assert [s.expr for s in relative] == [s.expr for s in path]
+    assert [s.fitness for s in relative] == pytest.approx([s.fitness - bar for s in path])
 
 
 @pytest.mark.slow
