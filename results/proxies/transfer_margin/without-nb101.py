@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 import copy
@@ -418,77 +417,54 @@ BIG = 1e+30
 EPS = 1e-08
 RIDGE = 1e-06
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def _max_abs(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _max_abs(x, dim):
     return torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
 
-def _amax_scale(x: torch.Tensor, dim: int | tuple[int, ...]) -> torch.Tensor:
+def _amax_scale(x, dim):
     return _max_abs(x, dim).clamp_min_(1.0 / BIG)
 
-def _seg_sum(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
-def _seg_count(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def _seg_count(x, layers):
     return torch.bincount(layers.seg, minlength=layers.n_nets).to(x.dtype).clamp_min_(1.0)
 
-def agg_mean(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_mean(x, layers):
     return _seg_sum(x, layers).div_(_seg_count(x, layers))
 
-def agg_depth_mean(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_depth_mean(x, layers):
     weight = _seg_sum(layers.depth, layers)
     weighted = _seg_sum(x * layers.depth, layers).div_(weight.clamp_min(EPS))
     return torch.where(weight > EPS, weighted, agg_mean(x, layers))
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def log_abs(x: torch.Tensor) -> torch.Tensor:
+def log_abs(x):
     return torch.abs(x).add_(EPS).log_()
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def sigmoid(x: torch.Tensor) -> torch.Tensor:
+def sigmoid(x):
     return torch.sigmoid(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def gram_linear(x: torch.Tensor) -> torch.Tensor:
+def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
     y = x / scale
     return _finite(torch.matmul(y, y.mT).mul_(scale).mul_(scale / x.shape[-1]))
 
-def _sym_eig_magnitudes(x: torch.Tensor) -> torch.Tensor:
+def _sym_eig_magnitudes(x):
     y = x / _amax_scale(x, (-2, -1))
     y = (y + y.mT).mul_(0.5)
     try:
@@ -496,18 +472,10 @@ def _sym_eig_magnitudes(x: torch.Tensor) -> torch.Tensor:
     except torch.linalg.LinAlgError:
         return torch.linalg.svdvals(y)
 
-def eig_entropy(x: torch.Tensor) -> torch.Tensor:
+def eig_entropy(x):
     magnitude = _sym_eig_magnitudes(x)
     p = magnitude / magnitude.sum(dim=-1, keepdim=True).clamp_min_(RIDGE)
     return _finite(-(p * p.clamp_min(RIDGE).log()).sum(dim=-1))
-
-gram_mul = mul
-n_abs = absolute
-n_add = add
-n_log_abs = log_abs
-n_mul = mul
-n_relu = relu
-n_sigmoid = sigmoid
 
 
 EXPRESSION = 'n_relu(n_mul(n_add(n_abs(n_add(n_add(log_params, agg_mean(eig_entropy(gram_mul(gram_linear(G), gram_linear(G))))), n_log_abs(log_chan_rank_sum))), agg_depth_mean(eig_entropy(gram_mul(KS, KS)))), n_mul(n_sigmoid(n_half), n_sigmoid(log_chan_rank_sum))))'
@@ -517,30 +485,24 @@ NEEDS = frozenset(['G', 'KS', 'depth', 'log_chan_rank_sum', 'log_params'])
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_params']
-    v1 = t['G']
-    v2 = gram_linear(v1)
-    v3 = gram_mul(v2, v2)
-    v4 = eig_entropy(v3)
-    v5 = agg_mean(v4, layers)
-    v6 = n_add(v0, v5)
-    v7 = t['log_chan_rank_sum']
-    v8 = n_log_abs(v7)
-    v9 = n_add(v6, v8)
-    v10 = n_abs(v9)
-    v11 = t['KS']
-    v12 = gram_mul(v11, v11)
-    v13 = eig_entropy(v12)
-    v14 = agg_depth_mean(v13, layers)
-    v15 = n_add(v10, v14)
-    v16 = torch.full((1,), 0.5)
-    v17 = n_sigmoid(v16)
-    v18 = n_sigmoid(v7)
-    v19 = n_mul(v17, v18)
-    v20 = n_mul(v15, v19)
-    v21 = n_relu(v20)
-    result = v21
-    return result
+    v0 = gram_linear(t['G'])
+    v1 = mul(v0, v0)
+    v2 = eig_entropy(v1)
+    v3 = agg_mean(v2, layers)
+    v4 = add(t['log_params'], v3)
+    v5 = log_abs(t['log_chan_rank_sum'])
+    v6 = add(v4, v5)
+    v7 = absolute(v6)
+    v8 = mul(t['KS'], t['KS'])
+    v9 = eig_entropy(v8)
+    v10 = agg_depth_mean(v9, layers)
+    v11 = add(v7, v10)
+    v12 = sigmoid(torch.full((1,), 0.5))
+    v13 = sigmoid(t['log_chan_rank_sum'])
+    v14 = mul(v12, v13)
+    v15 = mul(v11, v14)
+    v16 = relu(v15)
+    return v16
 
 
 def score(net, inputs, targets) -> float:
@@ -549,6 +511,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

@@ -28,7 +28,6 @@ Run information:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import SimpleNamespace
 import copy
 import hashlib
@@ -366,54 +365,26 @@ MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
 
-@dataclass(frozen=True)
-class Layers:
-    seg: torch.Tensor
-    n_nets: int
-    depth: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.seg.dim() != 1 or self.seg.dtype != torch.long:
-            raise ValueError(f'Layers.seg must be 1-D int64, got {self.seg.dtype} {tuple(self.seg.shape)}')
-        if self.depth.shape != self.seg.shape:
-            raise ValueError(f'Layers.depth has shape {tuple(self.depth.shape)}, seg has {tuple(self.seg.shape)}')
-        if self.n_nets < 1:
-            raise ValueError(f'Layers.n_nets must be >= 1, got {self.n_nets}')
-
-    @classmethod
-    def from_sizes(cls, sizes: list[int]) -> 'Layers':
-        counts = torch.as_tensor(list(sizes), dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(seg)) - first[seg]
-        depth = position / (counts[seg] - 1).clamp_min(1)
-        return cls(seg, len(counts), depth.to(torch.float32))
-
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def agg_max(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def agg_min(x: torch.Tensor, layers: Layers) -> torch.Tensor:
+def agg_min(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amin', include_self=False)
 
-def absolute(x: torch.Tensor) -> torch.Tensor:
+def absolute(x):
     return torch.abs(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def minimum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def minimum(x, y):
     return torch.minimum(x, y)
-
-n_abs = absolute
-n_add = add
-n_min = minimum
-n_mul = mul
 
 
 EXPRESSION = 'n_mul(n_add(n_add(log_chan_rank_sum, log_params), n_min(log_chan_rank_sum, agg_min(log_numel))), n_add(agg_max(log_numel), n_add(n_abs(n_abs(log_params)), n_two)))'
@@ -423,22 +394,17 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_numel', 'log_params'])
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_chan_rank_sum']
-    v1 = t['log_params']
-    v2 = n_add(v0, v1)
-    v3 = t['log_numel']
-    v4 = agg_min(v3, layers)
-    v5 = n_min(v0, v4)
-    v6 = n_add(v2, v5)
-    v7 = agg_max(v3, layers)
-    v8 = n_abs(v1)
-    v9 = n_abs(v8)
-    v10 = torch.full((1,), 2.0)
-    v11 = n_add(v9, v10)
-    v12 = n_add(v7, v11)
-    v13 = n_mul(v6, v12)
-    result = v13
-    return result
+    v0 = add(t['log_chan_rank_sum'], t['log_params'])
+    v1 = agg_min(t['log_numel'], layers)
+    v2 = minimum(t['log_chan_rank_sum'], v1)
+    v3 = add(v0, v2)
+    v4 = agg_max(t['log_numel'], layers)
+    v5 = absolute(t['log_params'])
+    v6 = absolute(v5)
+    v7 = add(v6, torch.full((1,), 2.0))
+    v8 = add(v4, v7)
+    v9 = mul(v3, v8)
+    return v9
 
 
 def score(net, inputs, targets) -> float:
@@ -447,6 +413,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = Layers(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

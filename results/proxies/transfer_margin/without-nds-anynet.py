@@ -421,42 +421,33 @@ BIG = 1e+30
 EPS = 1e-08
 MAX_EXP = 69.07755278982137
 
-def _finite(y: torch.Tensor) -> torch.Tensor:
+def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def sqrt_abs(x: torch.Tensor) -> torch.Tensor:
+def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def exp_clamped(x: torch.Tensor) -> torch.Tensor:
+def exp_clamped(x):
     return x.clamp(max=MAX_EXP).exp_()
 
-def relu(x: torch.Tensor) -> torch.Tensor:
+def relu(x):
     return torch.relu(x)
 
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def add(x, y):
     return _finite(x + y)
 
-def sub(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sub(x, y):
     return _finite(x - y)
 
-def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def div_safe(x, y):
     small = (y > -EPS) & (y < EPS)
     return _finite(torch.where(small, torch.sign(x), x / y))
 
-def maximum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def maximum(x, y):
     return torch.maximum(x, y)
-
-n_add = add
-n_div_safe = div_safe
-n_exp_clamped = exp_clamped
-n_max = maximum
-n_mul = mul
-n_relu = relu
-n_sqrt_abs = sqrt_abs
-n_sub = sub
 
 
 EXPRESSION = 'n_max(n_mul(n_mul(n_sqrt_abs(n_sub(n_sub(log_snip_total, log_layers), rcor)), n_exp_clamped(n_add(log_params, n_sqrt_abs(log_chan_rank_sum)))), n_mul(n_sub(log_chan_rank_sum, n_relu(n_relu(log_layers))), n_sqrt_abs(n_sub(n_sub(log_snip_total, log_params), n_div_safe(n_sqrt_abs(log_layers), log_chan_rank_sum))))), log_snip_total)'
@@ -466,31 +457,25 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_layers', 'log_params', 'lo
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = t['log_snip_total']
-    v1 = t['log_layers']
-    v2 = n_sub(v0, v1)
-    v3 = t['rcor']
-    v4 = n_sub(v2, v3)
-    v5 = n_sqrt_abs(v4)
-    v6 = t['log_params']
-    v7 = t['log_chan_rank_sum']
-    v8 = n_sqrt_abs(v7)
-    v9 = n_add(v6, v8)
-    v10 = n_exp_clamped(v9)
-    v11 = n_mul(v5, v10)
-    v12 = n_relu(v1)
-    v13 = n_relu(v12)
-    v14 = n_sub(v7, v13)
-    v15 = n_sub(v0, v6)
-    v16 = n_sqrt_abs(v1)
-    v17 = n_div_safe(v16, v7)
-    v18 = n_sub(v15, v17)
-    v19 = n_sqrt_abs(v18)
-    v20 = n_mul(v14, v19)
-    v21 = n_mul(v11, v20)
-    v22 = n_max(v21, v0)
-    result = v22
-    return result
+    v0 = sub(t['log_snip_total'], t['log_layers'])
+    v1 = sub(v0, t['rcor'])
+    v2 = sqrt_abs(v1)
+    v3 = sqrt_abs(t['log_chan_rank_sum'])
+    v4 = add(t['log_params'], v3)
+    v5 = exp_clamped(v4)
+    v6 = mul(v2, v5)
+    v7 = relu(t['log_layers'])
+    v8 = relu(v7)
+    v9 = sub(t['log_chan_rank_sum'], v8)
+    v10 = sub(t['log_snip_total'], t['log_params'])
+    v11 = sqrt_abs(t['log_layers'])
+    v12 = div_safe(v11, t['log_chan_rank_sum'])
+    v13 = sub(v10, v12)
+    v14 = sqrt_abs(v13)
+    v15 = mul(v9, v14)
+    v16 = mul(v6, v15)
+    v17 = maximum(v16, t['log_snip_total'])
+    return v17
 
 
 def score(net, inputs, targets) -> float:
