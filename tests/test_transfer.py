@@ -32,9 +32,9 @@ def test_an_unknown_family_is_a_clear_error() -> None:
         fold_config(BASE, "nb999")
 
 
-def _transfer_script():
-    """experiments/transfer.py as a module, so that a test can narrow the families it runs."""
-    spec = importlib.util.spec_from_file_location("transfer_script", REPO / "experiments" / "transfer.py")
+def _script(name: str = "transfer.py"):
+    """An experiments/ script as a module, so that a test can narrow the families it runs."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), REPO / "experiments" / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -75,7 +75,7 @@ pool_fitness_top = 2
     args = ["--config", str(tiny), "--folds", "nds-anynet", "--nds-n", "3", "--runs", str(tmp_path / "runs"),
             "--proxies", str(tmp_path / "proxies"), "--out", str(tmp_path / "transfer"), "--cache-dir",
             str(tmp_path / "cache"), "--jobs", "1", "--baselines", "params,flops", "--data-dir", str(DATA_DIR)]
-    script = _transfer_script()
+    script = _script()
     monkeypatch.chdir(tmp_path)
     assert script.main(args) == 0
     assert not (tmp_path / ".eznas_cache").exists()  # every statistic went to --cache-dir, the export's too
@@ -89,9 +89,19 @@ pool_fitness_top = 2
     assert len(rows) == 1 + 2 * 3  # two tasks x (the evolved proxy, params, flops)
     assert script.main(args) == 0  # a rerun resumes: no evolution
     assert "evolving" not in capsys.readouterr().out
+    oracle = _script("transfer_oracle.py")  # the hall of fame of the fold on the same networks
+    assert oracle.main([str(tmp_path / "runs"), "--nds-n", "3", "--cache-dir", str(tmp_path / "cache"),
+                        "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "oracle")]) == 0
+    (row,) = json.loads(capsys.readouterr().out.splitlines()[-1])
+    by = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[4]) for r in rows[1:]}
+    mean = {p: (by["nds:ResNeXt-A_in", p] + by["nds:ResNeXt-B_in", p]) / 2 for p in ("without-nds-anynet.json", "params", "flops")}
+    assert row["validation"] == pytest.approx(mean["without-nds-anynet.json"])
+    assert row["params_flops"] == pytest.approx(max(mean["params"], mean["flops"]))
+    assert row["best"] >= max(row["accuracy"], row["parsimony"], row["validation"], row["median"])
+    assert "| nds-anynet |" in (tmp_path / "oracle.md").read_text()
 
 
 def test_baselines_without_the_size_references_are_refused(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
-        _transfer_script().main(["--baselines", "synflow,flops"])
+        _script().main(["--baselines", "synflow,flops"])
     assert info.value.code == 2 and "--baselines must include params" in capsys.readouterr().err
