@@ -7,7 +7,8 @@ probe module it keeps `measure` and, transitively, every module-level definition
 import those use (`eznas.probe.MEASURES` is written anew, holding only the measures needed).
 Docstrings and annotations are dropped from everything embedded (annotations name types an
 exported file does not define), and so are the primitives' `primitives.Layers` dataclass and
-registry-name aliases (`_engine_only`); the imports of both parts are merged at the top. Comments and formatting are not kept (the code is printed by `ast.unparse`).
+registry-name aliases (`_engine_only`); the imports of both parts are merged at the top.
+Comments and formatting are not kept (the code is printed by `ast.unparse`).
 """
 
 from __future__ import annotations
