@@ -182,6 +182,8 @@ def _info(record: dict[str, Any], cfg: config_mod.Config) -> dict[str, Any]:
             "probe": dataclasses.asdict(cfg.probe)}
     if "pruned_from" in record:
         info["pruned_from"] = record["pruned_from"]["expression"]
+    if cfg.tasks.relative_to:  # pool_fitness is then a margin, not a tau
+        info["pool_fitness_relative_to"] = list(cfg.tasks.relative_to)
     return {k: v for k, v in info.items() if v is not None}
 
 

@@ -121,6 +121,9 @@ def inspect_run(out: str | os.PathLike, top: int = 10, policy: str = "accuracy",
     done = ckpt["next_generation"] - 1
     note = "".join(f"\n'{name}': mean tau over {', '.join(tasks)} (heldout.json)" for name, tasks in
                    (("valid", cfg.tasks.validate), ("heldout", cfg.tasks.heldout)) if tasks and unseen)
+    if cfg.tasks.relative_to:
+        note += (f"\n'fitness': {cfg.tasks.aggregate} of each task's margin over the best of "
+                 f"{', '.join(cfg.tasks.relative_to)} (tasks.relative_to); the task columns are the program's own taus")
     if forms:
         note += ("\nformulas: " + ", ".join(f"'{mark}' {meaning}" for mark, meaning in _MARKS.items())
                  + "; each scores as its program on every pool network (--raw shows the programs)")

@@ -331,3 +331,9 @@ def test_relative_to_makes_fitness_the_margin_over_the_reference(workspace):
     for entry in _checkpoint(out)["hall_of_fame"]:
         assert entry["taus"] == pytest.approx(own[entry["expr"]])
         assert entry["fitness"] == pytest.approx(np.mean([entry["taus"][t] - params[t] for t in params]))
+    r = run_cli("inspect", str(out), "--no-heldout", "--raw", "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0, r.stderr
+    assert "'fitness': mean of each task's margin over the best of log_params (tasks.relative_to)" in r.stdout
+    r = run_cli("export", str(out), "-o", str(workspace["root"] / "relative.py"), "--raw")
+    assert r.returncode == 0, r.stderr
+    assert ' pool_fitness_relative_to: ["log_params"]' in (workspace["root"] / "relative.py").read_text()

@@ -20,6 +20,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:Amoeba_in", "nds:NASNet_in", "nds:ResNet_lr-wd_in", "nb101:cifar10", "nb301:cifar10"]
  pool_fitness: 0.105501338365832
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb101:cifar10": 0.5297457365772658, "nb201:cifar10": 0.7771939460345848, "nb301:cifar10": 0.4832323232323233, "nds:Amoeba_in": 0.6185858585858587, "nds:DARTS_in": 0.7949080784623097, "nds:NASNet_in": 0.6117171717171719, "nds:ResNet_lr-wd_in": 0.36682809066705485}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 17

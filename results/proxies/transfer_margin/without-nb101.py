@@ -20,6 +20,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb301:cifar10"]
  pool_fitness: 0.07049974243975705
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb201:cifar10": 0.6736759178426734, "nb301:cifar10": 0.4690909090909092, "nds:DARTS_in": 0.7330774043368733, "nds:ResNeXt-A_in": 0.8505050505050507}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 2

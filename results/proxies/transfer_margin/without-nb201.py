@@ -19,6 +19,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
  pool_fitness: 0.02340839289644438
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb101:cifar10": 0.4763259984350205, "nb301:cifar10": 0.4553535353535354, "nds:DARTS_in": 0.7310567940713362, "nds:ResNeXt-A_in": 0.8060606060606061}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 14

@@ -20,6 +20,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10"]
  pool_fitness: 0.06694134038672982
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb101:cifar10": 0.5358161613661573, "nb201:cifar10": 0.6807523455511049, "nds:DARTS_in": 0.7322691602306585, "nds:ResNeXt-A_in": 0.8509090909090911}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 1

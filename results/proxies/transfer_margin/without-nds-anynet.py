@@ -15,6 +15,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nb101:cifar10", "nb301:cifar10"]
  pool_fitness: 0.07238170802214296
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb101:cifar10": 0.5341973814224529, "nb201:cifar10": 0.6967248538072786, "nb301:cifar10": 0.4759595959595961, "nds:DARTS_in": 0.7310567940713362}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 5

@@ -20,6 +20,7 @@ restricted to the statistics this expression reads, and the primitives it calls.
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
  pool_fitness: 0.04142453426684169
+ pool_fitness_relative_to: ["log_params", "log_flops"]
  pool_taus: {"nb101:cifar10": 0.4973701377031778, "nb201:cifar10": 0.6520422674197545, "nb301:cifar10": 0.44767676767676773, "nds:ResNeXt-A_in": 0.8266666666666669}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 7
