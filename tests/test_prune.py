@@ -16,9 +16,7 @@ import primitives
 from eznas import config as config_mod
 from eznas import gp
 from eznas.cli import main
-from eznas.config import Config
-from eznas.fitness import Fitness
-from eznas.fitness import kendall_taus
+from eznas.fitness import Fitness, kendall_taus
 from eznas.prune import Step, hoists, pick, pool_path, prune_path
 from eznas.statsbatch import StatsBatch
 
