@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,13 @@ import numpy as np
 from eznas import gp as programs
 from eznas.cache import StatsCache
 from eznas.errors import guarded
-from eznas.evaluate import BATCH_SIZE, NET_SEED, sample_records
+from eznas.evaluate import BATCH_SIZE, probe_config, sample_records, sample_size
 from eznas.fitness import Evaluator, kendall_taus, reference_scores
 from eznas.files import write_atomic
 from eznas.options import Parser, add_cache_dirs, add_data_dir, bounded, command_line
 from eznas.pool import load_pool
 from eznas.report import POLICIES, chosen_rank
-from eznas.run import read_checkpoint, read_run, used_indices
-from eznas.tasks import parse_task
+from eznas.run import read_checkpoint, read_run
 from eznas.transfer import NAMES, family
 
 
@@ -45,11 +43,10 @@ def fold_taus(out: Path, n: int, whole_n: int, seed: int, data_dir: str | None, 
     hof = [h["expr"] for h in read_checkpoint(out)["hall_of_fame"]]
     needs = set().union(*(programs.probe_needs(programs.parse(e)) for e in hof), {"log_params", "log_flops"})
     cache = StatsCache(cache_dir) if cache_dir else StatsCache()
-    probe = replace(cfg.probe, batch_size=BATCH_SIZE, batch_seed=seed, net_seed=NET_SEED, input_kind="real")  # as evaluate's
+    probe = probe_config(seed, BATCH_SIZE, run)  # transfer.py's networks and batch: evaluate's
     per_task = []
     for task in family(left_out).score:
-        count = n if parse_task(task).space == "nb201" else whole_n
-        records = sample_records(task, count, seed, data_dir, used_indices(run.used, task))  # as transfer.py's
+        records = sample_records(task, sample_size(task, n, whole_n), seed, data_dir, run)
         batch = load_pool(task, records, probe, cache, cfg.run.parallel, data_dir, needs=needs)
         evaluator = Evaluator(batch)
         scores = np.stack([evaluator.safe_scores(programs.parse(e)) for e in hof])

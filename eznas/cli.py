@@ -146,13 +146,13 @@ def _stats(args: argparse.Namespace) -> int:
     from eznas.cache import StatsCache
     from eznas.evaluate import sample_records
     from eznas.pool import fill_cache
-    from eznas.run import read_run, used_indices
+    from eznas.run import read_run
 
     cfg = config.load(args.config) if args.config else config.Config()
     parallel = parallel_of(args, Parallel(retries=cfg.run.retries, timeout=cfg.run.parallel.timeout))
     parallel.check()
-    exclude = used_indices(read_run(args.exclude_run, args.data_dir).used, args.task) if args.exclude_run else None
-    records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, exclude)
+    run = read_run(args.exclude_run, args.data_dir) if args.exclude_run else None
+    records = sample_records(args.task, None if args.all else args.n, args.seed, args.data_dir, run)
     cache = StatsCache(args.cache_dir) if args.cache_dir else StatsCache()
     filled = fill_cache(args.task, records, cfg.probe, cache, parallel, args.data_dir)
     done, failed = len(filled.seconds), len(filled.failed)

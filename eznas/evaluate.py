@@ -263,15 +263,17 @@ def _collect(spec: ProxySpec, cache: ScoreCache, records: Sequence[dict[str, Any
                       np.array([r["accuracy"] for r in records], dtype=float), scores, seconds, errors)
 
 
-def _probe_config(seed: int, batch_size: int, run: RunInfo | None) -> ProbeSettings:
+def probe_config(seed: int, batch_size: int, run: RunInfo | None) -> ProbeSettings:
     """Probe settings of expressions: the run's (if any) or the defaults, on the shared batch and net seed."""
     cfg = run.config.probe if run is not None else ProbeSettings()
     return replace(cfg, batch_size=batch_size, batch_seed=seed, net_seed=NET_SEED, input_kind="real")
 
 
 def sample_records(task: str | Task, n: int | None, seed: int, data_dir: str | os.PathLike | None = None,
-                   exclude: set[int] | None = None) -> list[dict[str, Any]]:
-    """The evaluated networks: a seeded sample of ``n`` (every network if None), in index order."""
+                   run: RunInfo | None = None) -> list[dict[str, Any]]:
+    """The evaluated networks: a seeded sample of ``n`` (every network if None), in index order, leaving out
+    the networks evolution ``run`` used on ``task``'s space (`eznas.run.used_indices`)."""
+    exclude = used_indices(run.used, parse_task(task).name) if run is not None else None
     if n is None:
         records = [r for r in benchmarks.load_task(task, data_dir) if r["index"] not in (exclude or set())]
     else:
@@ -314,11 +316,10 @@ def evaluate(proxy_args: Sequence[str], task: str, n: int | None = 200, seed: in
     if not 2 <= batch_size <= 5000:
         raise EznasError(f"batch size {batch_size}: use 2..5000 images")
     run = read_run(exclude_run, data_dir) if exclude_run is not None else None
-    probe_cfg = _probe_config(seed, batch_size, run)
+    probe_cfg = probe_config(seed, batch_size, run)
     resolved = [resolve(p, probe_cfg) for p in proxy_args]
     specs = list({json.dumps(s.identity, sort_keys=True): s for s in resolved}.values())  # drop repeats
-    exclude = used_indices(run.used, t.name) if run is not None else None
-    records = sample_records(t, n, seed, data_dir, exclude)
+    records = sample_records(t, n, seed, data_dir, run)
     return evaluate_records(specs, t, records, seed, parallel, data_dir, cache_dir, progress, batch_size, probe_cfg,
                             scores_dir)
 
@@ -332,12 +333,12 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
 
     ``seed`` is the batch seed (the protocol's shared batch ``inputs.batch(task, batch_size, seed)``);
     ``probe_cfg`` must be the one the expression specs were resolved with (default
-    ``_probe_config(seed, batch_size, None)``, as `evaluate` without ``exclude_run``). Networks
+    ``probe_config(seed, batch_size, None)``, as `evaluate` without ``exclude_run``). Networks
     already in the cache are not scored again. Returns one `Evaluation` per spec, over ``records``
     in the order given.
     """
     t = parse_task(task)
-    probe_cfg = probe_cfg or _probe_config(seed, batch_size, None)
+    probe_cfg = probe_cfg or probe_config(seed, batch_size, None)
     root = Path(cache_dir) if cache_dir is not None else StatsCache().root
     kind = device_kind()
     run = _Run(t, seed, batch_size, parallel, kind, None if data_dir is None else str(data_dir), root, probe_cfg,
@@ -359,7 +360,7 @@ def evaluate_records(specs: Sequence[ProxySpec], task: str | Task, records: Sequ
 
 def protocol_spec(text: str, seed: int = 0) -> ProxySpec:
     """Resolve a PROXY for the protocol with batch seed ``seed`` (as `evaluate` does without ``exclude_run``)."""
-    return resolve(text, _probe_config(seed, BATCH_SIZE, None))
+    return resolve(text, probe_config(seed, BATCH_SIZE, None))
 
 
 def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[dict[str, Any]], seed: int = 0,
@@ -377,6 +378,13 @@ def score_records(proxy: str | ProxySpec, task: str | Task, records: Sequence[di
     spec = proxy if isinstance(proxy, ProxySpec) else protocol_spec(proxy, seed)
     (result,) = evaluate_records([spec], task, records, seed, parallel, data_dir, cache_dir, progress, scores_dir=scores_dir)
     return result
+
+
+def sample_size(task: str, n: int | None, whole_n: int | None, space_n: Mapping[str, int] | None = None) -> int | None:
+    """Networks to sample of ``task`` in a table: ``space_n[space]`` where given, else ``n`` for an NB201 dataset
+    and ``whole_n`` for a task of another space (None: every network)."""
+    space = parse_task(task).space
+    return (space_n or {}).get(space, n if space == "nb201" else whole_n)
 
 
 def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | None, whole_n: int | None = None,
@@ -400,7 +408,7 @@ def evaluate_tasks(proxy_args: Sequence[str], tasks: Sequence[str], n: int | Non
     for task in tasks:
         space = parse_task(task).space
         start = time.perf_counter()
-        count = space_n.get(space, n if space == "nb201" else whole_n)
+        count = sample_size(task, n, whole_n, space_n)
         results[task] = evaluate(proxy_args, task, n=count, seed=seed, parallel=parallel,
                                  exclude_run=exclude_run if exclude_spaces is None or space in exclude_spaces else None,
                                  data_dir=data_dir, cache_dir=cache_dir, scores_dir=scores_dir)
