@@ -307,19 +307,21 @@ def score_leaders(population: list[str], fitness: list[float], state: State, sco
     """Record the generation's leaders (not yet recorded) with their fitness on the whole pool
     (from their pool ``scores``), for the hall of fame."""
     order = sorted(range(len(population)), key=lambda i: (-fitness[i], len(population[i])))
-    reference = reference_scores(pool, config.tasks.relative_to)
-    added = 0
+    leaders: dict[str, int] = {}  # new leader -> its row, best first
     for i in order:
-        if added >= config.evolution.pool_fitness_top or fitness[i] == WORST:
+        if len(leaders) >= config.evolution.pool_fitness_top or fitness[i] == WORST:
             break
-        text = population[i]
-        if text in state.scored:
-            continue
+        if population[i] not in state.scored:
+            leaders.setdefault(population[i], i)
+    if not leaders:
+        return
+    rows = list(leaders.values())
+    fits = fitness_of(scores[rows], pool.accuracy, pool.task, config.tasks.aggregate,
+                      reference=reference_scores(pool, config.tasks.relative_to))
+    for text, f in zip(leaders, fits):
         tree = programs.parse(text)
-        f = fitness_of(scores[i:i + 1], pool.accuracy, pool.task, config.tasks.aggregate, reference=reference)[0]
         state.scored[text] = {"expr": text, "infix": programs.infix(tree), "size": len(tree), "depth": tree.height,
                               "fitness": f.value, "taus": f.taus, "generation": generation}
-        added += 1
 
 
 RECENT = 3  # generations whose mean time forecasts the rest
