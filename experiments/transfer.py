@@ -4,8 +4,8 @@ against every baseline on that family's networks (leave-one-family-out; `eznas.t
     python experiments/transfer.py --jobs 2 --n 200 --nds-n 100 --scores-dir results/scores  # results/transfer.md
     python experiments/transfer.py --folds nb101 --n 100 --nds-n 60 --out /tmp/t  # one fold, smaller samples
 
-Each fold evolves (or resumes) in RUNS/without-FAMILY, chooses its program on validation networks,
-exports it as PROXIES/without-FAMILY.py + .json (default results/proxies/transfer), and scores it
+Each fold evolves (or resumes) in RUNS/without-FAMILY, chooses its program by --policy (default
+accuracy, the fittest on the pools; validation, the best on validation networks of the other families), exports it as PROXIES/without-FAMILY.py + .json (default results/proxies/transfer), and scores it
 and all baselines through the score cache; the tables are rewritten after every fold, so a killed
 run resumes where it stopped.
 """
@@ -21,8 +21,9 @@ from eznas.errors import guarded
 from eznas.files import write_atomic
 from eznas.options import Parser, add_sample_args, command_line, parallel_overrides
 from eznas.tables.evaluations import csv_table
+from eznas.report import POLICIES
 from eznas.tables.transfer import SIZE_BASELINES, transfer_report
-from eznas.transfer import NAMES, evolve_fold, score_fold
+from eznas.transfer import NAMES, POLICY, evolve_fold, score_fold
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proxies", default="results/proxies/transfer",
                         help="where each fold's chosen program is exported (without-FAMILY.py + .json)")
     parser.add_argument("--baselines", default=",".join(proxies.names()), help="comma-separated baselines (default all)")
+    parser.add_argument("--policy", choices=POLICIES, default=POLICY,
+                        help=f"how a fold chooses its program from the hall of fame (default {POLICY})")
     args = parser.parse_args(argv)
     command = command_line("transfer.py", argv)
     base = config.load(args.config, parallel_overrides(args))
@@ -45,10 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = {}
     fix = "choose another --out prefix"
     for name in args.folds.split(","):
-        record = evolve_fold(base, name, Path(args.runs), Path(args.proxies), args.data_dir, args.cache_dir)
+        record = evolve_fold(base, name, Path(args.runs), Path(args.proxies), args.data_dir, args.cache_dir,
+                             policy=args.policy)
         folds[name] = (record, score_fold(record, name, args.n, args.nds_n, args.seed, base.run.parallel, args.data_dir,
                                           args.cache_dir, args.scores_dir, baselines))
-        write_atomic(f"{args.out}.md", transfer_report(folds, command, args.seed, args.data_dir), fix=fix)
+        write_atomic(f"{args.out}.md", transfer_report(folds, command, args.seed, args.data_dir, args.policy), fix=fix)
         write_atomic(f"{args.out}.csv", csv_table([e for _, results in folds.values() for evals in results.values()
                                                    for e in evals]), fix=fix)
     print(f"wrote {args.out}.md and {args.out}.csv")

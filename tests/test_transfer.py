@@ -1,5 +1,5 @@
-"""Leave-one-family-out transfer: each fold evolves without its family, chooses on validation networks of
-the others, and is scored on the left-out family beside every baseline."""
+"""Leave-one-family-out transfer: each fold evolves without its family, chooses its program without looking
+at it, and is scored on the left-out family beside every baseline."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 from conftest import DATA_DIR, REPO, needs_data
 from eznas import config, transfer
 from eznas.errors import EznasError
+from eznas.report import POLICIES
+from eznas.tables.transfer import CHOICES
 from eznas.tasks import family
 from eznas.transfer import FAMILIES, fold_config
 
@@ -44,7 +46,7 @@ def _script(name: str = "transfer.py"):
 @needs_data
 def test_one_fold_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The script's whole path on two families (the others cost minutes of probing here): the fold without
-    nds-anynet evolves on NB201 only, chooses on NB201 validation networks, and is scored on both
+    nds-anynet evolves on NB201 only, takes its fittest program, and is scored on both
     ResNeXt sweeps beside two baselines; a rerun resumes with no work."""
     monkeypatch.setattr(transfer, "FAMILIES", tuple(f for f in transfer.FAMILIES if f.name in ("nb201", "nds-anynet")))
     tiny = tmp_path / "tiny.toml"
@@ -95,10 +97,20 @@ pool_fitness_top = 2
     (row,) = json.loads(capsys.readouterr().out.splitlines()[-1])
     by = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[4]) for r in rows[1:]}
     mean = {p: (by["nds:ResNeXt-A_in", p] + by["nds:ResNeXt-B_in", p]) / 2 for p in ("without-nds-anynet.json", "params", "flops")}
-    assert row["validation"] == pytest.approx(mean["without-nds-anynet.json"])
+    assert row["accuracy"] == pytest.approx(mean["without-nds-anynet.json"])  # the fold's own choice
     assert row["params_flops"] == pytest.approx(max(mean["params"], mean["flops"]))
     assert row["best"] >= max(row["accuracy"], row["parsimony"], row["validation"], row["median"])
     assert "| nds-anynet |" in (tmp_path / "oracle.md").read_text()
+
+
+def test_the_report_describes_every_choice_policy() -> None:
+    assert set(CHOICES) == set(POLICIES)
+
+
+def test_an_unknown_policy_is_refused(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--policy", "oracle"])
+    assert info.value.code == 2 and "--policy" in capsys.readouterr().err
 
 
 def test_baselines_without_the_size_references_are_refused(capsys: pytest.CaptureFixture) -> None:

@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum*log_params**3*max_layers(log_fan_in)*logdet_sum(KA)*logdet_sum(KA + KA)*relu(logdet_sum(KS))
+    score = log_chan_rank_sum**(3/2)*log_params**4*max_layers(log_fan_in)**3*logdet_sum(KA)**2*logdet_sum(KS + KA)**2
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    (((relu(relu(logdet_sum((KA + KA)))) * (max(log_fan_in) * log_params)) * (log_params * logdet_sum(KA))) * (log_chan_rank_sum * (relu(logdet_sum(KS)) * log_params)))
+    (((logdet_sum((KS + KA)) * (max(log_fan_in) * log_params)) * (log_params * logdet_sum(KA))) * (log_chan_rank_sum * ((logdet_sum((KS + KA)) * (max(log_fan_in) * ((logdet_sum(KA) * (max(log_fan_in) * log_params)) * sqrt_abs(relu(log_chan_rank_sum))))) * log_params)))
 
 Usage::
 
@@ -19,10 +19,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb301:cifar10"]
- pool_fitness: 0.5609006004073364
- pool_taus: {"nb201:cifar10": 0.676506488926046, "nb301:cifar10": 0.4945454545454546, "nds:DARTS_in": 0.678925049220478, "nds:ResNeXt-A_in": 0.7264646464646466}
+ pool_fitness: 0.5630428658116693
+ pool_taus: {"nb201:cifar10": 0.6554793894495641, "nb301:cifar10": 0.4993939393939395, "nds:DARTS_in": 0.7051929826724608, "nds:ResNeXt-A_in": 0.6404040404040405}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 5
+ rank: 0
  run: "runs/transfer/without-nb101"
  seed: 0
 """
@@ -448,6 +448,9 @@ def agg_max(x, layers):
 def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
+def sqrt_abs(x):
+    return torch.abs(x).sqrt_()
+
 def relu(x):
     return torch.relu(x)
 
@@ -465,29 +468,31 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_mul(n_mul(n_relu(n_relu(logdet_sum(gram_add(KA, KA)))), n_mul(agg_max(log_fan_in), log_params)), n_mul(log_params, logdet_sum(KA))), n_mul(log_chan_rank_sum, n_mul(n_relu(logdet_sum(KS)), log_params)))'
+EXPRESSION = 'n_mul(n_mul(n_mul(logdet_sum(gram_add(KS, KA)), n_mul(agg_max(log_fan_in), log_params)), n_mul(log_params, logdet_sum(KA))), n_mul(log_chan_rank_sum, n_mul(n_mul(logdet_sum(gram_add(KS, KA)), n_mul(agg_max(log_fan_in), n_mul(n_mul(logdet_sum(KA), n_mul(agg_max(log_fan_in), log_params)), n_sqrt_abs(n_relu(log_chan_rank_sum))))), log_params)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['KA', 'KS', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = add(t['KA'], t['KA'])
+    v0 = add(t['KS'], t['KA'])
     v1 = logdet_sum(v0, layers)
-    v2 = relu(v1)
-    v3 = relu(v2)
-    v4 = agg_max(t['log_fan_in'], layers)
-    v5 = mul(v4, t['log_params'])
-    v6 = mul(v3, v5)
-    v7 = logdet_sum(t['KA'], layers)
-    v8 = mul(t['log_params'], v7)
-    v9 = mul(v6, v8)
-    v10 = logdet_sum(t['KS'], layers)
-    v11 = relu(v10)
-    v12 = mul(v11, t['log_params'])
-    v13 = mul(t['log_chan_rank_sum'], v12)
-    v14 = mul(v9, v13)
-    return v14
+    v2 = agg_max(t['log_fan_in'], layers)
+    v3 = mul(v2, t['log_params'])
+    v4 = mul(v1, v3)
+    v5 = logdet_sum(t['KA'], layers)
+    v6 = mul(t['log_params'], v5)
+    v7 = mul(v4, v6)
+    v8 = mul(v5, v3)
+    v9 = relu(t['log_chan_rank_sum'])
+    v10 = sqrt_abs(v9)
+    v11 = mul(v8, v10)
+    v12 = mul(v2, v11)
+    v13 = mul(v1, v12)
+    v14 = mul(v13, t['log_params'])
+    v15 = mul(t['log_chan_rank_sum'], v14)
+    v16 = mul(v7, v15)
+    return v16
 
 
 def score(net, inputs, targets) -> float:

@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum + log_params + relu(max(max_layers(log_fan_in) - log_grad_norm/max_layers(log_w_norm), (log_params - log_grad_norm/max_layers(log_w_norm))/sqrt(log_chan_rank_sum)))
+    score = 2*log_chan_rank_sum + log_params + max_layers(log_fan_in) - 2*log_grad_norm/max_layers(log_w_norm)
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    (log_params + (log_chan_rank_sum + max((max(log_fan_in) + max((neg(log_grad_norm) / max(log_w_norm)), neg(rcor))), relu(((log_params + max((neg(log_grad_norm) / max(log_w_norm)), neg(naswot))) / relu(sqrt_abs(log_chan_rank_sum)))))))
+    (log_params + (log_chan_rank_sum + max(((log_chan_rank_sum + max((max(log_fan_in) + max((neg(log_grad_norm) / max(log_w_norm)), neg(naswot))), (neg(log_params) / max(log_w_norm)))) + max((neg(log_grad_norm) / max(log_w_norm)), neg(naswot))), neg((neg(log_grad_norm) + log_params)))))
 
 Usage::
 
@@ -19,10 +19,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.5669267780668978
- pool_taus: {"nb101:cifar10": 0.5904499844661809, "nb301:cifar10": 0.5070707070707071, "nds:DARTS_in": 0.7221661089029727, "nds:ResNeXt-A_in": 0.762828282828283}
+ pool_fitness: 0.567194434001932
+ pool_taus: {"nb101:cifar10": 0.5718340151135802, "nb301:cifar10": 0.517979797979798, "nds:DARTS_in": 0.6934734431323454, "nds:ResNeXt-A_in": 0.6222222222222223}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 1
+ rank: 0
  run: "runs/transfer/without-nb201"
  seed: 0
 """
@@ -74,12 +74,6 @@ def _unit_rows(x):
     norm = torch.linalg.vector_norm(x, dim=-1)
     live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
-
-def sample_corr(x):
-    x, inv = _unit_rows(x)
-    corr = (x @ x.mT).mul_(inv.unsqueeze(-1)).mul_(inv.unsqueeze(-2))
-    corr.diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    return corr
 
 def sign_kernel(x):
     s = (x > 0).float().mul_(2.0).sub_(1.0)
@@ -320,30 +314,6 @@ def _gram_input(flat, index):
         return flat
     return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
 
-class _Correlations(_Measure):
-    provides = frozenset({'KA', 'KG', 'rcor'})
-
-    def __init__(self, settings, wanted):
-        super().__init__(settings, wanted)
-        self.grad = bool(wanted & {'KG', 'rcor'})
-        self.grad_values = {}
-
-    def on_output(self, index, out, flat):
-        self.values[index] = sample_corr(_gram_input(flat, index))
-        if self.grad:
-            self.grad_values[index] = torch.zeros_like(self.values[index])
-
-    def on_grad(self, index, flat):
-        if self.grad and flat is not None:
-            self.grad_values[index] = sample_corr(_gram_input(flat, index))
-
-    def finish(self, rec, keep, layers, scalars):
-        layers['KA'] = _stack([self.values[i] for i in keep])
-        if self.grad:
-            layers['KG'] = _stack([self.grad_values[i] for i in keep])
-            total = sum((ka.double().abs() + kg.double().abs() for ka, kg in zip(self.values.values(), self.grad_values.values())))
-            scalars['rcor'] = _logdet(total) / rec.n
-
 class _SignKernel(_Measure):
     provides = frozenset({'KS', 'naswot'})
 
@@ -447,7 +417,7 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_Correlations, _SignKernel, _ChannelRank, _Weights, _GradTotals, )
+MEASURES = (_SignKernel, _ChannelRank, _Weights, _GradTotals, )
 
 BIG = 1e+30
 EPS = 1e-08
@@ -457,12 +427,6 @@ def _finite(y):
 
 def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
-
-def sqrt_abs(x):
-    return torch.abs(x).sqrt_()
-
-def relu(x):
-    return torch.relu(x)
 
 def neg(x):
     return torch.neg(x)
@@ -478,9 +442,9 @@ def maximum(x, y):
     return torch.maximum(x, y)
 
 
-EXPRESSION = 'n_add(log_params, n_add(log_chan_rank_sum, n_max(n_add(agg_max(log_fan_in), n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(rcor))), n_relu(n_div_safe(n_add(log_params, n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(naswot))), n_relu(n_sqrt_abs(log_chan_rank_sum)))))))'
+EXPRESSION = 'n_add(log_params, n_add(log_chan_rank_sum, n_max(n_add(n_add(log_chan_rank_sum, n_max(n_add(agg_max(log_fan_in), n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(naswot))), n_div_safe(n_neg(log_params), agg_max(log_w_norm)))), n_max(n_div_safe(n_neg(log_grad_norm), agg_max(log_w_norm)), n_neg(naswot))), n_neg(n_add(n_neg(log_grad_norm), log_params)))))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_norm', 'log_params', 'log_w_norm', 'naswot', 'rcor'])
+NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_norm', 'log_params', 'log_w_norm', 'naswot'])
 
 
 def _program(t, layers, n_layers):
@@ -489,17 +453,17 @@ def _program(t, layers, n_layers):
     v1 = neg(t['log_grad_norm'])
     v2 = agg_max(t['log_w_norm'], layers)
     v3 = div_safe(v1, v2)
-    v4 = neg(t['rcor'])
+    v4 = neg(t['naswot'])
     v5 = maximum(v3, v4)
     v6 = add(v0, v5)
-    v7 = neg(t['naswot'])
-    v8 = maximum(v3, v7)
-    v9 = add(t['log_params'], v8)
-    v10 = sqrt_abs(t['log_chan_rank_sum'])
-    v11 = relu(v10)
-    v12 = div_safe(v9, v11)
-    v13 = relu(v12)
-    v14 = maximum(v6, v13)
+    v7 = neg(t['log_params'])
+    v8 = div_safe(v7, v2)
+    v9 = maximum(v6, v8)
+    v10 = add(t['log_chan_rank_sum'], v9)
+    v11 = add(v10, v5)
+    v12 = add(v1, t['log_params'])
+    v13 = neg(v12)
+    v14 = maximum(v11, v13)
     v15 = add(t['log_chan_rank_sum'], v14)
     v16 = add(t['log_params'], v15)
     return v16

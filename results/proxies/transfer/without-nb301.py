@@ -1,10 +1,10 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum*log_params*(log_params + 1/2)*max_layers(log_fan_in)
+    score = log_chan_rank_sum*log_params**2*(log_abs(log_chan_rank_sum) + sqrt(|log_chan_rank_sum|) + 3/2)*max_layers(log_fan_in)
 
 Simplified by exact identities from the program as evolved, which the code below computes:
 
-    (((log_chan_rank_sum * max(0.5)) + (log_chan_rank_sum * log_params)) * (max(log_fan_in) * log_params))
+    (((((sqrt_abs(log_chan_rank_sum) + mean(0.5)) * log_params) + (log_abs(log_chan_rank_sum) * log_params)) + log_params) * (max(log_fan_in) * (log_chan_rank_sum * log_params)))
 
 Usage::
 
@@ -18,10 +18,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10"]
- pool_fitness: 0.6338905081662765
- pool_taus: {"nb101:cifar10": 0.5770950499306197, "nb201:cifar10": 0.6916702625869707, "nds:DARTS_in": 0.723378475062295, "nds:ResNeXt-A_in": 0.6791919191919193}
+ pool_fitness: 0.6350780308835942
+ pool_taus: {"nb101:cifar10": 0.5807373048039545, "nb201:cifar10": 0.7062274853014582, "nds:DARTS_in": 0.6797332933266929, "nds:ResNeXt-A_in": 0.6828282828282829}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 15
+ rank: 0
  run: "runs/transfer/without-nb301"
  seed: 0
 """
@@ -363,12 +363,29 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
+EPS = 1e-08
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
+def _seg_sum(x, layers):
+    out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
+    return _finite(out.index_add_(0, layers.seg, x))
+
+def _seg_count(x, layers):
+    return torch.bincount(layers.seg, minlength=layers.n_nets).to(x.dtype).clamp_min_(1.0)
+
+def agg_mean(x, layers):
+    return _seg_sum(x, layers).div_(_seg_count(x, layers))
+
 def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
+
+def sqrt_abs(x):
+    return torch.abs(x).sqrt_()
+
+def log_abs(x):
+    return torch.abs(x).add_(EPS).log_()
 
 def add(x, y):
     return _finite(x + y)
@@ -377,21 +394,26 @@ def mul(x, y):
     return _finite(x * y)
 
 
-EXPRESSION = 'n_mul(n_add(n_mul(log_chan_rank_sum, agg_max(l_half)), n_mul(log_chan_rank_sum, log_params)), n_mul(agg_max(log_fan_in), log_params))'
+EXPRESSION = 'n_mul(n_add(n_add(n_mul(n_add(n_sqrt_abs(log_chan_rank_sum), agg_mean(l_half)), log_params), n_mul(n_log_abs(log_chan_rank_sum), log_params)), log_params), n_mul(agg_max(log_fan_in), n_mul(log_chan_rank_sum, log_params)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = agg_max(torch.full((n_layers,), 0.5), layers)
-    v1 = mul(t['log_chan_rank_sum'], v0)
-    v2 = mul(t['log_chan_rank_sum'], t['log_params'])
-    v3 = add(v1, v2)
-    v4 = agg_max(t['log_fan_in'], layers)
+    v0 = sqrt_abs(t['log_chan_rank_sum'])
+    v1 = agg_mean(torch.full((n_layers,), 0.5), layers)
+    v2 = add(v0, v1)
+    v3 = mul(v2, t['log_params'])
+    v4 = log_abs(t['log_chan_rank_sum'])
     v5 = mul(v4, t['log_params'])
-    v6 = mul(v3, v5)
-    return v6
+    v6 = add(v3, v5)
+    v7 = add(v6, t['log_params'])
+    v8 = agg_max(t['log_fan_in'], layers)
+    v9 = mul(t['log_chan_rank_sum'], t['log_params'])
+    v10 = mul(v8, v9)
+    v11 = mul(v7, v10)
+    return v11
 
 
 def score(net, inputs, targets) -> float:

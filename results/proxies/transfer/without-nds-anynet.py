@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum + log_params/(log_chan_rank_sum + log_grad_norm) + sqrt(|logdet_sum(gram_sign(A - sign(A)))|) + max_layers(log_fan_in)*sigmoid(log_chan_rank_sum)
+    score = log_chan_rank_sum + log_params/(log_snip_total + sqrt(max_layers(log_fan_in))) + sqrt(|logdet_sum(gram_sign(A - sign(A)))|) + max_layers(log_fan_in)
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    relu(((max(log_fan_in) * sigmoid(log_chan_rank_sum)) + ((log_chan_rank_sum + (log_params / (log_chan_rank_sum + log_grad_norm))) + sqrt_abs(logdet_sum(sign((A - sign(A))))))))
+    relu(((max(log_fan_in) * 1.0) + ((log_chan_rank_sum + (log_params / (sqrt_abs(max(log_fan_in)) + log_snip_total))) + relu(sqrt_abs(logdet_sum(sign((A - sign(A)))))))))
 
 Usage::
 
@@ -19,10 +19,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.581801750597932
- pool_taus: {"nb101:cifar10": 0.6013767490861857, "nb201:cifar10": 0.6502226145804436, "nb301:cifar10": 0.5292929292929294, "nds:DARTS_in": 0.6595271906713215}
+ pool_fitness: 0.5871998457652364
+ pool_taus: {"nb101:cifar10": 0.6017814440721118, "nb201:cifar10": 0.6397090648422026, "nb301:cifar10": 0.5418181818181819, "nds:DARTS_in": 0.6300262807944793}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 4
+ rank: 0
  run: "runs/transfer/without-nds-anynet"
  seed: 0
 """
@@ -425,9 +425,6 @@ def sign(x):
 def relu(x):
     return torch.relu(x)
 
-def sigmoid(x):
-    return torch.sigmoid(x)
-
 def add(x, y):
     return _finite(x + y)
 
@@ -453,17 +450,17 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_relu(n_add(n_mul(agg_max(log_fan_in), n_sigmoid(log_chan_rank_sum)), n_add(n_add(log_chan_rank_sum, n_div_safe(log_params, n_add(log_chan_rank_sum, log_grad_norm))), n_sqrt_abs(logdet_sum(gram_sign(a_sub(A, a_sign(A))))))))'
+EXPRESSION = 'n_relu(n_add(n_mul(agg_max(log_fan_in), n_one), n_add(n_add(log_chan_rank_sum, n_div_safe(log_params, n_add(n_sqrt_abs(agg_max(log_fan_in)), log_snip_total))), n_relu(n_sqrt_abs(logdet_sum(gram_sign(a_sub(A, a_sign(A)))))))))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['A', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_norm', 'log_params'])
+NEEDS = frozenset(['A', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params', 'log_snip_total'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
     v0 = agg_max(t['log_fan_in'], layers)
-    v1 = sigmoid(t['log_chan_rank_sum'])
-    v2 = mul(v0, v1)
-    v3 = add(t['log_chan_rank_sum'], t['log_grad_norm'])
+    v1 = mul(v0, torch.full((1,), 1.0))
+    v2 = sqrt_abs(v0)
+    v3 = add(v2, t['log_snip_total'])
     v4 = div_safe(t['log_params'], v3)
     v5 = add(t['log_chan_rank_sum'], v4)
     v6 = sign(t['A'])
@@ -471,10 +468,11 @@ def _program(t, layers, n_layers):
     v8 = gram_sign(v7)
     v9 = logdet_sum(v8, layers)
     v10 = sqrt_abs(v9)
-    v11 = add(v5, v10)
-    v12 = add(v2, v11)
-    v13 = relu(v12)
-    return v13
+    v11 = relu(v10)
+    v12 = add(v5, v11)
+    v13 = add(v1, v12)
+    v14 = relu(v13)
+    return v14
 
 
 def score(net, inputs, targets) -> float:

@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = 16*log_params*(log_chan_rank_sum**2*max_layers(log_fan_in) + logdet_sum(KS))*(log_flops + log_params - log_snip_total)
+    score = 16*log_params*(2*log_chan_rank_sum*max_layers(log_fan_in) + logdet_sum(KS))*(log_params + max(log_params, 2*log_chan_rank_sum) - log_snip_total)
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    (((abs(relu(max((log_params + (log_flops - log_snip_total)), (log_chan_rank_sum * 2.0)))) / 0.5) * ((abs(max(log_chan_rank_sum, log_params)) / 0.5) / 0.5)) * ((((log_chan_rank_sum * max(log_fan_in)) * log_chan_rank_sum) + logdet_sum(KS)) * 2.0))
+    (((abs(relu(max((log_params + (max((log_chan_rank_sum * 2.0), log_params) - log_snip_total)), (log_chan_rank_sum * 2.0)))) / 0.5) * ((abs(max(2.0, log_params)) / 0.5) / 0.5)) * ((((2.0 * max(log_fan_in)) * log_chan_rank_sum) + logdet_sum(KS)) * 2.0))
 
 Usage::
 
@@ -19,10 +19,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.5479623810654703
- pool_taus: {"nb101:cifar10": 0.574262185029137, "nb201:cifar10": 0.7052165670573964, "nb301:cifar10": 0.48888888888888893, "nds:ResNeXt-A_in": 0.6597979797979799}
+ pool_fitness: 0.5627717939650565
+ pool_taus: {"nb101:cifar10": 0.5568603006343146, "nb201:cifar10": 0.6393046975445779, "nb301:cifar10": 0.5155555555555557, "nds:ResNeXt-A_in": 0.6848484848484849}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 9
+ rank: 0
  run: "runs/transfer/without-nds-cell"
  seed: 0
 """
@@ -459,33 +459,34 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_mul(n_div_safe(n_abs(n_relu(n_max(n_add(log_params, n_sub(log_flops, log_snip_total)), n_mul(log_chan_rank_sum, n_two)))), n_half), n_div_safe(n_div_safe(n_abs(n_max(log_chan_rank_sum, log_params)), n_half), n_half)), n_mul(n_add(n_mul(n_mul(log_chan_rank_sum, agg_max(log_fan_in)), log_chan_rank_sum), logdet_sum(KS)), n_two))'
+EXPRESSION = 'n_mul(n_mul(n_div_safe(n_abs(n_relu(n_max(n_add(log_params, n_sub(n_max(n_mul(log_chan_rank_sum, n_two), log_params), log_snip_total)), n_mul(log_chan_rank_sum, n_two)))), n_half), n_div_safe(n_div_safe(n_abs(n_max(n_two, log_params)), n_half), n_half)), n_mul(n_add(n_mul(n_mul(n_two, agg_max(log_fan_in)), log_chan_rank_sum), logdet_sum(KS)), n_two))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['KS', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_flops', 'log_params', 'log_snip_total'])
+NEEDS = frozenset(['KS', 'depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params', 'log_snip_total'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = sub(t['log_flops'], t['log_snip_total'])
-    v1 = add(t['log_params'], v0)
-    v2 = mul(t['log_chan_rank_sum'], torch.full((1,), 2.0))
-    v3 = maximum(v1, v2)
-    v4 = relu(v3)
-    v5 = absolute(v4)
-    v6 = div_safe(v5, torch.full((1,), 0.5))
-    v7 = maximum(t['log_chan_rank_sum'], t['log_params'])
-    v8 = absolute(v7)
-    v9 = div_safe(v8, torch.full((1,), 0.5))
+    v0 = mul(t['log_chan_rank_sum'], torch.full((1,), 2.0))
+    v1 = maximum(v0, t['log_params'])
+    v2 = sub(v1, t['log_snip_total'])
+    v3 = add(t['log_params'], v2)
+    v4 = maximum(v3, v0)
+    v5 = relu(v4)
+    v6 = absolute(v5)
+    v7 = div_safe(v6, torch.full((1,), 0.5))
+    v8 = maximum(torch.full((1,), 2.0), t['log_params'])
+    v9 = absolute(v8)
     v10 = div_safe(v9, torch.full((1,), 0.5))
-    v11 = mul(v6, v10)
-    v12 = agg_max(t['log_fan_in'], layers)
-    v13 = mul(t['log_chan_rank_sum'], v12)
-    v14 = mul(v13, t['log_chan_rank_sum'])
-    v15 = logdet_sum(t['KS'], layers)
-    v16 = add(v14, v15)
-    v17 = mul(v16, torch.full((1,), 2.0))
-    v18 = mul(v11, v17)
-    return v18
+    v11 = div_safe(v10, torch.full((1,), 0.5))
+    v12 = mul(v7, v11)
+    v13 = agg_max(t['log_fan_in'], layers)
+    v14 = mul(torch.full((1,), 2.0), v13)
+    v15 = mul(v14, t['log_chan_rank_sum'])
+    v16 = logdet_sum(t['KS'], layers)
+    v17 = add(v15, v16)
+    v18 = mul(v17, torch.full((1,), 2.0))
+    v19 = mul(v12, v18)
+    return v19
 
 
 def score(net, inputs, targets) -> float:

@@ -1,11 +1,6 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = (log_params + log_abs(log_chan_rank_sum) + depth_mean_layers(eig_entropy(KS * KS)) + mean_layers(eig_entropy(gram_linear(G) * gram_linear(G))))*sigmoid(1/2)*sigmoid(log_chan_rank_sum)
-
-Simplified with facts true on every network of the run's pools (on which both give the same scores)
-from the program as evolved, which the code below computes:
-
-    relu(((abs(((log_params + mean(eig_entropy((linear(G) * linear(G))))) + log_abs(log_chan_rank_sum))) + depth_mean(eig_entropy((KS * KS)))) * (sigmoid(0.5) * sigmoid(log_chan_rank_sum))))
+    score = (log_chan_rank_sum * exp_clamped(abs((log_params + depth_mean(eig_entropy((KS * linear((relu(G) * G)))))))))
 
 Usage::
 
@@ -19,11 +14,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb301:cifar10"]
- pool_fitness: 0.07049974243975705
+ pool_fitness: 0.07061440879847067
  pool_fitness_relative_to: ["log_params", "log_flops"]
- pool_taus: {"nb201:cifar10": 0.6736759178426734, "nb301:cifar10": 0.4690909090909092, "nds:DARTS_in": 0.7330774043368733, "nds:ResNeXt-A_in": 0.8505050505050507}
+ pool_taus: {"nb201:cifar10": 0.6898506097476597, "nb301:cifar10": 0.44323232323232326, "nds:DARTS_in": 0.748838164408063, "nds:ResNeXt-A_in": 0.8602020202020203}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 2
+ rank: 0
  run: "runs/transfer_margin/without-nb101"
  seed: 0
 """
@@ -416,6 +411,7 @@ MEASURES = (_OutputGrads, _SignKernel, _ChannelRank, )
 
 BIG = 1e+30
 EPS = 1e-08
+MAX_EXP = 69.07755278982137
 RIDGE = 1e-06
 
 def _finite(y):
@@ -445,14 +441,11 @@ def agg_depth_mean(x, layers):
 def absolute(x):
     return torch.abs(x)
 
-def log_abs(x):
-    return torch.abs(x).add_(EPS).log_()
+def exp_clamped(x):
+    return x.clamp(max=MAX_EXP).exp_()
 
 def relu(x):
     return torch.relu(x)
-
-def sigmoid(x):
-    return torch.sigmoid(x)
 
 def add(x, y):
     return _finite(x + y)
@@ -479,31 +472,24 @@ def eig_entropy(x):
     return _finite(-(p * p.clamp_min(RIDGE).log()).sum(dim=-1))
 
 
-EXPRESSION = 'n_relu(n_mul(n_add(n_abs(n_add(n_add(log_params, agg_mean(eig_entropy(gram_mul(gram_linear(G), gram_linear(G))))), n_log_abs(log_chan_rank_sum))), agg_depth_mean(eig_entropy(gram_mul(KS, KS)))), n_mul(n_sigmoid(n_half), n_sigmoid(log_chan_rank_sum))))'
+EXPRESSION = 'n_mul(log_chan_rank_sum, n_exp_clamped(n_abs(n_add(log_params, agg_depth_mean(eig_entropy(gram_mul(KS, gram_linear(a_mul(a_relu(G), G)))))))))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['G', 'KS', 'depth', 'log_chan_rank_sum', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = gram_linear(t['G'])
-    v1 = mul(v0, v0)
-    v2 = eig_entropy(v1)
-    v3 = agg_mean(v2, layers)
-    v4 = add(t['log_params'], v3)
-    v5 = log_abs(t['log_chan_rank_sum'])
-    v6 = add(v4, v5)
+    v0 = relu(t['G'])
+    v1 = mul(v0, t['G'])
+    v2 = gram_linear(v1)
+    v3 = mul(t['KS'], v2)
+    v4 = eig_entropy(v3)
+    v5 = agg_depth_mean(v4, layers)
+    v6 = add(t['log_params'], v5)
     v7 = absolute(v6)
-    v8 = mul(t['KS'], t['KS'])
-    v9 = eig_entropy(v8)
-    v10 = agg_depth_mean(v9, layers)
-    v11 = add(v7, v10)
-    v12 = sigmoid(torch.full((1,), 0.5))
-    v13 = sigmoid(t['log_chan_rank_sum'])
-    v14 = mul(v12, v13)
-    v15 = mul(v11, v14)
-    v16 = relu(v15)
-    return v16
+    v8 = exp_clamped(v7)
+    v9 = mul(t['log_chan_rank_sum'], v8)
+    return v9
 
 
 def score(net, inputs, targets) -> float:

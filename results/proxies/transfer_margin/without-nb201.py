@@ -1,10 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_params*logdet_sum(KS + abs(abs(KS) + (KS + (KS * KG))))
+    score = (log_params**2 + |log_chan_rank_sum*log_params|/sigmoid(log_grad_norm))*logdet_sum(abs(KS + (KS + abs(corr(A) + KG))) + abs(KS))
 
-Simplified by exact identities from the program as evolved, which the code below computes:
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
 
-    (logdet_sum((KS + abs((abs(KS) + (KS + (KS * KG)))))) * log_params)
+    (logdet_sum((abs((KS + (KS + abs((corr(A) + KG))))) + abs(KS))) * (abs(abs(((log_chan_rank_sum * abs(log_params)) / sigmoid(log_grad_norm)))) + square(log_params)))
 
 Usage::
 
@@ -18,11 +19,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.02340839289644438
+ pool_fitness: 0.03925741975249783
  pool_fitness_relative_to: ["log_params", "log_flops"]
- pool_taus: {"nb101:cifar10": 0.4763259984350205, "nb301:cifar10": 0.4553535353535354, "nds:DARTS_in": 0.7310567940713362, "nds:ResNeXt-A_in": 0.8060606060606061}
+ pool_taus: {"nb101:cifar10": 0.502631172520217, "nb301:cifar10": 0.5143434343434344, "nds:DARTS_in": 0.7415639674521293, "nds:ResNeXt-A_in": 0.8032323232323233}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 14
+ rank: 0
  run: "runs/transfer_margin/without-nb201"
  seed: 0
 """
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 TINY = 1e-30
 GRAM_FEATURES = 2048
+CHANNEL_SAMPLES = 8
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -83,6 +85,19 @@ def sample_corr(x):
 def sign_kernel(x):
     s = (x > 0).float().mul_(2.0).sub_(1.0)
     return (s @ s.mT).div_(x.shape[-1]).add_(1.0).mul_(0.5)
+
+def channel_rank(out, samples=CHANNEL_SAMPLES):
+    x = out.detach()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)
+    x, inv = _unit_rows(x)
+    x = x * inv.unsqueeze(-1)
+    small = x @ x.mT if x.shape[1] <= x.shape[2] else x.mT @ x
+    trace = (inv > 0).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
 
 def _logdet(m):
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
@@ -306,6 +321,18 @@ def _gram_input(flat, index):
         return flat
     return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
 
+def _columns(flat, index, features):
+    return flat.index_select(1, subsample_index(flat.shape[1], features, SUBSAMPLE_SEED, index, 'A').to(flat.device))
+
+class _Activations(_Measure):
+    provides = frozenset({'A'})
+
+    def on_output(self, index, out, flat):
+        self.values[index] = _columns(flat, index, self.settings.features)
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['A'] = _stack([self.values[i] for i in keep])
+
 class _Correlations(_Measure):
     provides = frozenset({'KA', 'KG', 'rcor'})
 
@@ -339,6 +366,26 @@ class _SignKernel(_Measure):
     def finish(self, rec, keep, layers, scalars):
         layers['KS'] = _stack([self.values[i] for i in keep])
         scalars['naswot'] = _logdet(sum((ks.double() for ks in self.values.values()))) / rec.n
+
+class _ChannelRank(_Measure):
+    provides = frozenset({'log_chan_rank', 'log_chan_rank_sum'})
+
+    def on_output(self, index, out, flat):
+        self.values[index] = channel_rank(out)
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['log_chan_rank'] = _stack([_log(self.values[i]) for i in keep])
+        scalars['log_chan_rank_sum'] = _log(sum(self.values.values()))
+
+class _GradTotals(_Measure):
+    provides = frozenset({'log_grad_norm', 'log_snip_total'})
+    grad = True
+    all_grads = True
+
+    def finish(self, rec, keep, layers, scalars):
+        pairs = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
+        scalars['log_grad_norm'] = float(_log(torch.sqrt(sum((g.double().square().sum() for _, g in pairs)))))
+        scalars['log_snip_total'] = float(_log(sum(((w * g).abs().double().sum() for w, g in pairs))))
 
 def _fans(module):
     weight = module.weight
@@ -400,10 +447,12 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_Correlations, _SignKernel, )
+MEASURES = (_Activations, _Correlations, _SignKernel, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
+EPS = 1e-08
 RIDGE = 1e-06
+TOL = 1e-06
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
@@ -424,11 +473,31 @@ def logdet_sum(x, layers):
 def absolute(x):
     return torch.abs(x)
 
+def square(x):
+    return _finite(x * x)
+
+def sigmoid(x):
+    return torch.sigmoid(x)
+
 def add(x, y):
     return _finite(x + y)
 
 def mul(x, y):
     return _finite(x * y)
+
+def div_safe(x, y):
+    small = (y > -EPS) & (y < EPS)
+    return _finite(torch.where(small, torch.sign(x), x / y))
+
+def corr(x):
+    y = x / _amax_scale(x, (-2, -1))
+    mean = y.mean(dim=-1, keepdim=True)
+    norm = torch.linalg.vector_norm(y.sub_(mean), dim=-1, keepdim=True)
+    constant = norm <= mean.abs_().mul_(TOL * math.sqrt(x.shape[-1]))
+    y.div_(norm.masked_fill_(constant, math.inf))
+    c = torch.matmul(y, y.mT).clamp_(-1.0, 1.0)
+    c.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return c
 
 def logdet(x):
     scale = _amax_scale(x, (-2, -1))
@@ -438,22 +507,32 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(logdet_sum(gram_add(KS, gram_abs(gram_add(gram_abs(KS), gram_add(KS, gram_mul(KS, KG)))))), log_params)'
+EXPRESSION = 'n_mul(logdet_sum(gram_add(gram_abs(gram_add(KS, gram_add(KS, gram_abs(gram_add(corr(A), KG))))), gram_abs(KS))), n_add(n_abs(n_abs(n_div_safe(n_mul(log_chan_rank_sum, n_abs(log_params)), n_sigmoid(log_grad_norm)))), n_square(log_params)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['KG', 'KS', 'depth', 'log_params'])
+NEEDS = frozenset(['A', 'KG', 'KS', 'depth', 'log_chan_rank_sum', 'log_grad_norm', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = absolute(t['KS'])
-    v1 = mul(t['KS'], t['KG'])
-    v2 = add(t['KS'], v1)
-    v3 = add(v0, v2)
-    v4 = absolute(v3)
-    v5 = add(t['KS'], v4)
-    v6 = logdet_sum(v5, layers)
-    v7 = mul(v6, t['log_params'])
-    return v7
+    v0 = corr(t['A'])
+    v1 = add(v0, t['KG'])
+    v2 = absolute(v1)
+    v3 = add(t['KS'], v2)
+    v4 = add(t['KS'], v3)
+    v5 = absolute(v4)
+    v6 = absolute(t['KS'])
+    v7 = add(v5, v6)
+    v8 = logdet_sum(v7, layers)
+    v9 = absolute(t['log_params'])
+    v10 = mul(t['log_chan_rank_sum'], v9)
+    v11 = sigmoid(t['log_grad_norm'])
+    v12 = div_safe(v10, v11)
+    v13 = absolute(v12)
+    v14 = absolute(v13)
+    v15 = square(t['log_params'])
+    v16 = add(v14, v15)
+    v17 = mul(v8, v16)
+    return v17
 
 
 def score(net, inputs, targets) -> float:

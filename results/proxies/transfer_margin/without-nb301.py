@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = (log_chan_rank_sum + log_params + min(log_chan_rank_sum, min_layers(log_numel)))*(log_params + max_layers(log_numel) + 2)
+    score = (log_chan_rank_sum + log_params + min(log_chan_rank_sum, min_layers(log_numel)))*(log_params + log_abs(log_chan_rank_sum) + max_layers(log_numel))
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    (((log_chan_rank_sum + log_params) + min(log_chan_rank_sum, min(log_numel))) * (max(log_numel) + (abs(abs(log_params)) + 2.0)))
+    (((log_chan_rank_sum + log_params) + min(abs(log_chan_rank_sum), min(log_numel))) * (max(log_numel) + max((log_abs(log_chan_rank_sum) + log_params), log_params)))
 
 Usage::
 
@@ -19,11 +19,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10"]
- pool_fitness: 0.06694134038672982
+ pool_fitness: 0.06709935634876198
  pool_fitness_relative_to: ["log_params", "log_flops"]
- pool_taus: {"nb101:cifar10": 0.5358161613661573, "nb201:cifar10": 0.6807523455511049, "nds:DARTS_in": 0.7322691602306585, "nds:ResNeXt-A_in": 0.8509090909090911}
+ pool_taus: {"nb101:cifar10": 0.5366255513380095, "nb201:cifar10": 0.6860091204202254, "nds:DARTS_in": 0.7363103807617327, "nds:ResNeXt-A_in": 0.8456565656565658}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 1
+ rank: 0
  run: "runs/transfer_margin/without-nb301"
  seed: 0
 """
@@ -365,6 +365,7 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
+EPS = 1e-08
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
@@ -378,6 +379,9 @@ def agg_min(x, layers):
 def absolute(x):
     return torch.abs(x)
 
+def log_abs(x):
+    return torch.abs(x).add_(EPS).log_()
+
 def add(x, y):
     return _finite(x + y)
 
@@ -387,8 +391,11 @@ def mul(x, y):
 def minimum(x, y):
     return torch.minimum(x, y)
 
+def maximum(x, y):
+    return torch.maximum(x, y)
 
-EXPRESSION = 'n_mul(n_add(n_add(log_chan_rank_sum, log_params), n_min(log_chan_rank_sum, agg_min(log_numel))), n_add(agg_max(log_numel), n_add(n_abs(n_abs(log_params)), n_two)))'
+
+EXPRESSION = 'n_mul(n_add(n_add(log_chan_rank_sum, log_params), n_min(n_abs(log_chan_rank_sum), agg_min(log_numel))), n_add(agg_max(log_numel), n_max(n_add(n_log_abs(log_chan_rank_sum), log_params), log_params)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_numel', 'log_params'])
 
@@ -396,16 +403,17 @@ NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_numel', 'log_params'])
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
     v0 = add(t['log_chan_rank_sum'], t['log_params'])
-    v1 = agg_min(t['log_numel'], layers)
-    v2 = minimum(t['log_chan_rank_sum'], v1)
-    v3 = add(v0, v2)
-    v4 = agg_max(t['log_numel'], layers)
-    v5 = absolute(t['log_params'])
-    v6 = absolute(v5)
-    v7 = add(v6, torch.full((1,), 2.0))
-    v8 = add(v4, v7)
-    v9 = mul(v3, v8)
-    return v9
+    v1 = absolute(t['log_chan_rank_sum'])
+    v2 = agg_min(t['log_numel'], layers)
+    v3 = minimum(v1, v2)
+    v4 = add(v0, v3)
+    v5 = agg_max(t['log_numel'], layers)
+    v6 = log_abs(t['log_chan_rank_sum'])
+    v7 = add(v6, t['log_params'])
+    v8 = maximum(v7, t['log_params'])
+    v9 = add(v5, v8)
+    v10 = mul(v4, v9)
+    return v10
 
 
 def score(net, inputs, targets) -> float:

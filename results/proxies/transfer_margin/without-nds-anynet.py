@@ -1,6 +1,6 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = max(((sqrt_abs(((log_snip_total - log_layers) - rcor)) * exp_clamped((log_params + sqrt_abs(log_chan_rank_sum)))) * ((log_chan_rank_sum - relu(relu(log_layers))) * sqrt_abs(((log_snip_total - log_params) - (sqrt_abs(log_layers) / log_chan_rank_sum))))), log_snip_total)
+    score = max(((sqrt_abs(((log_snip_total - log_layers) - rcor)) * exp_clamped((log_params + sqrt_abs(log_chan_rank_sum)))) * ((log_chan_rank_sum - relu(relu(log_layers))) * log_params)), log_snip_total)
 
 Usage::
 
@@ -14,11 +14,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.07238170802214296
+ pool_fitness: 0.07379469274563435
  pool_fitness_relative_to: ["log_params", "log_flops"]
- pool_taus: {"nb101:cifar10": 0.5341973814224529, "nb201:cifar10": 0.6967248538072786, "nb301:cifar10": 0.4759595959595961, "nds:DARTS_in": 0.7310567940713362}
+ pool_taus: {"nb101:cifar10": 0.5378396362957878, "nb201:cifar10": 0.6959161192120292, "nb301:cifar10": 0.46343434343434353, "nds:DARTS_in": 0.7419680895052367}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 5
+ rank: 0
  run: "runs/transfer_margin/without-nds-anynet"
  seed: 0
 """
@@ -419,7 +419,6 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_Correlations, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-EPS = 1e-08
 MAX_EXP = 69.07755278982137
 
 def _finite(y):
@@ -443,15 +442,11 @@ def sub(x, y):
 def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x, y):
-    small = (y > -EPS) & (y < EPS)
-    return _finite(torch.where(small, torch.sign(x), x / y))
-
 def maximum(x, y):
     return torch.maximum(x, y)
 
 
-EXPRESSION = 'n_max(n_mul(n_mul(n_sqrt_abs(n_sub(n_sub(log_snip_total, log_layers), rcor)), n_exp_clamped(n_add(log_params, n_sqrt_abs(log_chan_rank_sum)))), n_mul(n_sub(log_chan_rank_sum, n_relu(n_relu(log_layers))), n_sqrt_abs(n_sub(n_sub(log_snip_total, log_params), n_div_safe(n_sqrt_abs(log_layers), log_chan_rank_sum))))), log_snip_total)'
+EXPRESSION = 'n_max(n_mul(n_mul(n_sqrt_abs(n_sub(n_sub(log_snip_total, log_layers), rcor)), n_exp_clamped(n_add(log_params, n_sqrt_abs(log_chan_rank_sum)))), n_mul(n_sub(log_chan_rank_sum, n_relu(n_relu(log_layers))), log_params)), log_snip_total)'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_layers', 'log_params', 'log_snip_total', 'rcor'])
 
@@ -468,15 +463,10 @@ def _program(t, layers, n_layers):
     v7 = relu(t['log_layers'])
     v8 = relu(v7)
     v9 = sub(t['log_chan_rank_sum'], v8)
-    v10 = sub(t['log_snip_total'], t['log_params'])
-    v11 = sqrt_abs(t['log_layers'])
-    v12 = div_safe(v11, t['log_chan_rank_sum'])
-    v13 = sub(v10, v12)
-    v14 = sqrt_abs(v13)
-    v15 = mul(v9, v14)
-    v16 = mul(v6, v15)
-    v17 = maximum(v16, t['log_snip_total'])
-    return v17
+    v10 = mul(v9, t['log_params'])
+    v11 = mul(v6, v10)
+    v12 = maximum(v11, t['log_snip_total'])
+    return v12
 
 
 def score(net, inputs, targets) -> float:

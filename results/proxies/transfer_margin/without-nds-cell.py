@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum**2*min_layers(log_numel)*logdet_sum(KA)*exp_clamped(log_params)
+    score = log_chan_rank_sum**3*max_layers(log_numel)*min_layers(log_fan_out)*logdet_sum(KA)*exp_clamped(log_params)
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    (((log_chan_rank_sum * max(logdet_sum(KA), log_params)) * max(naswot, (min(log_numel) * exp_clamped(log_params)))) * log_chan_rank_sum)
+    (((log_chan_rank_sum * max(log_numel)) * ((log_chan_rank_sum * max(logdet_sum(KA), log_params)) * max(naswot, (min(log_fan_out) * exp_clamped(log_params))))) * log_chan_rank_sum)
 
 Usage::
 
@@ -19,11 +19,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.04142453426684169
+ pool_fitness: 0.05034067308733875
  pool_fitness_relative_to: ["log_params", "log_flops"]
- pool_taus: {"nb101:cifar10": 0.4973701377031778, "nb201:cifar10": 0.6520422674197545, "nb301:cifar10": 0.44767676767676773, "nds:ResNeXt-A_in": 0.8266666666666669}
+ pool_taus: {"nb101:cifar10": 0.510320377252813, "nb201:cifar10": 0.6787305090629817, "nb301:cifar10": 0.4513131313131314, "nds:ResNeXt-A_in": 0.8303030303030304}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 7
+ rank: 0
  run: "runs/transfer_margin/without-nds-cell"
  seed: 0
 """
@@ -444,6 +444,9 @@ def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
+def agg_max(x, layers):
+    return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
+
 def agg_min(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amin', include_self=False)
 
@@ -467,23 +470,26 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_mul(n_mul(log_chan_rank_sum, n_max(logdet_sum(KA), log_params)), n_max(naswot, n_mul(agg_min(log_numel), n_exp_clamped(log_params)))), log_chan_rank_sum)'
+EXPRESSION = 'n_mul(n_mul(n_mul(log_chan_rank_sum, agg_max(log_numel)), n_mul(n_mul(log_chan_rank_sum, n_max(logdet_sum(KA), log_params)), n_max(naswot, n_mul(agg_min(log_fan_out), n_exp_clamped(log_params))))), log_chan_rank_sum)'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['KA', 'depth', 'log_chan_rank_sum', 'log_numel', 'log_params', 'naswot'])
+NEEDS = frozenset(['KA', 'depth', 'log_chan_rank_sum', 'log_fan_out', 'log_numel', 'log_params', 'naswot'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = logdet_sum(t['KA'], layers)
-    v1 = maximum(v0, t['log_params'])
-    v2 = mul(t['log_chan_rank_sum'], v1)
-    v3 = agg_min(t['log_numel'], layers)
-    v4 = exp_clamped(t['log_params'])
-    v5 = mul(v3, v4)
-    v6 = maximum(t['naswot'], v5)
-    v7 = mul(v2, v6)
-    v8 = mul(v7, t['log_chan_rank_sum'])
-    return v8
+    v0 = agg_max(t['log_numel'], layers)
+    v1 = mul(t['log_chan_rank_sum'], v0)
+    v2 = logdet_sum(t['KA'], layers)
+    v3 = maximum(v2, t['log_params'])
+    v4 = mul(t['log_chan_rank_sum'], v3)
+    v5 = agg_min(t['log_fan_out'], layers)
+    v6 = exp_clamped(t['log_params'])
+    v7 = mul(v5, v6)
+    v8 = maximum(t['naswot'], v7)
+    v9 = mul(v4, v8)
+    v10 = mul(v1, v9)
+    v11 = mul(v10, t['log_chan_rank_sum'])
+    return v11
 
 
 def score(net, inputs, targets) -> float:

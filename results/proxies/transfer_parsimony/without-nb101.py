@@ -1,10 +1,10 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum*log_params**3*(log_flops - max(2, log_snip_total))*logdet_sum(KS)
+    score = log_chan_rank_sum*log_flops*log_params**3*(log_params - max(2, log_snip_total))*max_layers(log_chan_rank)*logdet_sum(KS)
 
 Simplified by exact identities from the program as evolved, which the code below computes:
 
-    (((log_params * logdet_sum(KS)) * ((log_flops - max(log_snip_total, 2.0)) * log_params)) * (log_params * log_chan_rank_sum))
+    (((log_params * ((log_flops * log_params) * (log_chan_rank_sum * ((log_params - max(log_snip_total, 2.0)) * log_params)))) * max(log_chan_rank)) * logdet_sum(KS))
 
 Usage::
 
@@ -18,11 +18,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb301:cifar10"]
- pool_fitness: 0.5797046591802701
- pool_taus: {"nb201:cifar10": 0.6587143278305613, "nb301:cifar10": 0.5175757575757577, "nds:DARTS_in": 0.6668013876272552, "nds:ResNeXt-A_in": 0.6731313131313132}
+ pool_fitness: 0.5939933028530853
+ pool_taus: {"nb201:cifar10": 0.7052165670573964, "nb301:cifar10": 0.5422222222222223, "nds:DARTS_in": 0.6688219978927924, "nds:ResNeXt-A_in": 0.6020202020202021}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 16
- run: "runs/transfer/without-nb101"
+ rank: 0
+ run: "runs/transfer_parsimony/without-nb101"
  seed: 0
 """
 
@@ -421,6 +421,9 @@ def _seg_sum(x, layers):
     out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
     return _finite(out.index_add_(0, layers.seg, x))
 
+def agg_max(x, layers):
+    return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
+
 def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
@@ -441,22 +444,25 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_mul(n_mul(log_params, logdet_sum(KS)), n_mul(n_sub(log_flops, n_max(log_snip_total, n_two)), log_params)), n_mul(log_params, log_chan_rank_sum))'
+EXPRESSION = 'n_mul(n_mul(n_mul(log_params, n_mul(n_mul(log_flops, log_params), n_mul(log_chan_rank_sum, n_mul(n_sub(log_params, n_max(log_snip_total, n_two)), log_params)))), agg_max(log_chan_rank)), logdet_sum(KS))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['KS', 'depth', 'log_chan_rank_sum', 'log_flops', 'log_params', 'log_snip_total'])
+NEEDS = frozenset(['KS', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_flops', 'log_params', 'log_snip_total'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = logdet_sum(t['KS'], layers)
-    v1 = mul(t['log_params'], v0)
-    v2 = maximum(t['log_snip_total'], torch.full((1,), 2.0))
-    v3 = sub(t['log_flops'], v2)
-    v4 = mul(v3, t['log_params'])
-    v5 = mul(v1, v4)
-    v6 = mul(t['log_params'], t['log_chan_rank_sum'])
-    v7 = mul(v5, v6)
-    return v7
+    v0 = mul(t['log_flops'], t['log_params'])
+    v1 = maximum(t['log_snip_total'], torch.full((1,), 2.0))
+    v2 = sub(t['log_params'], v1)
+    v3 = mul(v2, t['log_params'])
+    v4 = mul(t['log_chan_rank_sum'], v3)
+    v5 = mul(v0, v4)
+    v6 = mul(t['log_params'], v5)
+    v7 = agg_max(t['log_chan_rank'], layers)
+    v8 = mul(v6, v7)
+    v9 = logdet_sum(t['KS'], layers)
+    v10 = mul(v8, v9)
+    return v10
 
 
 def score(net, inputs, targets) -> float:

@@ -1,10 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = max(log_params, log_chan_rank_sum + max_layers(log_fan_in) + 1)
+    score = log_chan_rank_sum*(log_params + mean_layers(depth) - log_grad_norm/rcor)*max_layers(log_fan_in)
 
-Simplified by exact identities from the program as evolved, which the code below computes:
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
 
-    max(log_params, (min(log_chan_rank_sum, log_chan_rank_sum) + (max(log_fan_in) + 1.0)))
+    ((log_chan_rank_sum * (min(log_chan_rank_sum, (mean(depth) - (log_grad_norm / rcor))) + log_params)) * max(log_fan_in))
 
 Usage::
 
@@ -18,15 +19,16 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.5200288411529279
- pool_taus: {"nb101:cifar10": 0.5275199141546721, "nb301:cifar10": 0.4638383838383839, "nds:DARTS_in": 0.6744797066362963, "nds:ResNeXt-A_in": 0.7236363636363637}
+ pool_fitness: 0.5312742644718329
+ pool_taus: {"nb101:cifar10": 0.5851889496491417, "nb301:cifar10": 0.4690909090909092, "nds:DARTS_in": 0.71004244730975, "nds:ResNeXt-A_in": 0.6218181818181818}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 3
- run: "runs/transfer/without-nb201"
+ rank: 0
+ run: "runs/transfer_parsimony/without-nb201"
  seed: 0
 """
 
 from collections.abc import Mapping
+from functools import lru_cache
 from types import SimpleNamespace
 import copy
 import hashlib
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
+GRAM_FEATURES = 2048
 CHANNEL_SAMPLES = 8
 SUBSAMPLE_SEED = 0
 
@@ -50,6 +53,13 @@ def _generator(*parts):
     gen = torch.Generator(device='cpu')
     gen.manual_seed(_seed(*parts))
     return gen
+
+@lru_cache(maxsize=8192)
+def subsample_index(size, k, seed, node, role):
+    perm = torch.randperm(size, generator=_generator(seed, node, role))
+    if size < k:
+        perm = perm.repeat(-(-k // size))
+    return perm[:k].clone()
 
 def kept_nodes(count, max_layers):
     if max_layers is None or count <= max_layers:
@@ -65,6 +75,12 @@ def _unit_rows(x):
     live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
 
+def sample_corr(x):
+    x, inv = _unit_rows(x)
+    corr = (x @ x.mT).mul_(inv.unsqueeze(-1)).mul_(inv.unsqueeze(-2))
+    corr.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return corr
+
 def channel_rank(out, samples=CHANNEL_SAMPLES):
     x = out.detach()
     if x.dim() > 2 and x[0, 0].numel() > 1:
@@ -77,6 +93,11 @@ def channel_rank(out, samples=CHANNEL_SAMPLES):
     trace = (inv > 0).sum(dim=1).float()
     ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
     return float(ratio.mean())
+
+def _logdet(m):
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    value = float(torch.linalg.slogdet(m + 1e-06 * eye).logabsdet)
+    return value if math.isfinite(value) else -1e+30
 
 def _log(x):
     if isinstance(x, torch.Tensor):
@@ -290,6 +311,35 @@ class _Measure:
     def finish(self, rec, keep, layers, scalars):
         pass
 
+def _gram_input(flat, index):
+    if flat.shape[1] <= GRAM_FEATURES:
+        return flat
+    return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
+
+class _Correlations(_Measure):
+    provides = frozenset({'KA', 'KG', 'rcor'})
+
+    def __init__(self, settings, wanted):
+        super().__init__(settings, wanted)
+        self.grad = bool(wanted & {'KG', 'rcor'})
+        self.grad_values = {}
+
+    def on_output(self, index, out, flat):
+        self.values[index] = sample_corr(_gram_input(flat, index))
+        if self.grad:
+            self.grad_values[index] = torch.zeros_like(self.values[index])
+
+    def on_grad(self, index, flat):
+        if self.grad and flat is not None:
+            self.grad_values[index] = sample_corr(_gram_input(flat, index))
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['KA'] = _stack([self.values[i] for i in keep])
+        if self.grad:
+            layers['KG'] = _stack([self.grad_values[i] for i in keep])
+            total = sum((ka.double().abs() + kg.double().abs() for ka, kg in zip(self.values.values(), self.grad_values.values())))
+            scalars['rcor'] = _logdet(total) / rec.n
+
 class _ChannelRank(_Measure):
     provides = frozenset({'log_chan_rank', 'log_chan_rank_sum'})
 
@@ -299,6 +349,16 @@ class _ChannelRank(_Measure):
     def finish(self, rec, keep, layers, scalars):
         layers['log_chan_rank'] = _stack([_log(self.values[i]) for i in keep])
         scalars['log_chan_rank_sum'] = _log(sum(self.values.values()))
+
+class _GradTotals(_Measure):
+    provides = frozenset({'log_grad_norm', 'log_snip_total'})
+    grad = True
+    all_grads = True
+
+    def finish(self, rec, keep, layers, scalars):
+        pairs = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
+        scalars['log_grad_norm'] = float(_log(torch.sqrt(sum((g.double().square().sum() for _, g in pairs)))))
+        scalars['log_snip_total'] = float(_log(sum(((w * g).abs().double().sum() for w, g in pairs))))
 
 def _fans(module):
     weight = module.weight
@@ -360,12 +420,23 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_ChannelRank, )
+MEASURES = (_Correlations, _ChannelRank, _GradTotals, )
 
 BIG = 1e+30
+EPS = 1e-08
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
+
+def _seg_sum(x, layers):
+    out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
+    return _finite(out.index_add_(0, layers.seg, x))
+
+def _seg_count(x, layers):
+    return torch.bincount(layers.seg, minlength=layers.n_nets).to(x.dtype).clamp_min_(1.0)
+
+def agg_mean(x, layers):
+    return _seg_sum(x, layers).div_(_seg_count(x, layers))
 
 def agg_max(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
@@ -373,26 +444,36 @@ def agg_max(x, layers):
 def add(x, y):
     return _finite(x + y)
 
+def sub(x, y):
+    return _finite(x - y)
+
+def mul(x, y):
+    return _finite(x * y)
+
+def div_safe(x, y):
+    small = (y > -EPS) & (y < EPS)
+    return _finite(torch.where(small, torch.sign(x), x / y))
+
 def minimum(x, y):
     return torch.minimum(x, y)
 
-def maximum(x, y):
-    return torch.maximum(x, y)
 
-
-EXPRESSION = 'n_max(log_params, n_add(n_min(log_chan_rank_sum, log_chan_rank_sum), n_add(agg_max(log_fan_in), n_one)))'
+EXPRESSION = 'n_mul(n_mul(log_chan_rank_sum, n_add(n_min(log_chan_rank_sum, n_sub(agg_mean(depth), n_div_safe(log_grad_norm, rcor))), log_params)), agg_max(log_fan_in))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params'])
+NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_grad_norm', 'log_params', 'rcor'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = minimum(t['log_chan_rank_sum'], t['log_chan_rank_sum'])
-    v1 = agg_max(t['log_fan_in'], layers)
-    v2 = add(v1, torch.full((1,), 1.0))
-    v3 = add(v0, v2)
-    v4 = maximum(t['log_params'], v3)
-    return v4
+    v0 = agg_mean(t['depth'], layers)
+    v1 = div_safe(t['log_grad_norm'], t['rcor'])
+    v2 = sub(v0, v1)
+    v3 = minimum(t['log_chan_rank_sum'], v2)
+    v4 = add(v3, t['log_params'])
+    v5 = mul(t['log_chan_rank_sum'], v4)
+    v6 = agg_max(t['log_fan_in'], layers)
+    v7 = mul(v5, v6)
+    return v7
 
 
 def score(net, inputs, targets) -> float:

@@ -1,10 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_params*(log_flops - log_snip_total)*sqrt(exp_clamped(log_chan_rank_sum + log_params))
+    score = log_chan_rank_sum**2*log_params**3*(log_flops - log_snip_total)
 
-Simplified by exact identities from the program as evolved, which the code below computes:
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
 
-    (sqrt_abs(neg(exp_clamped((log_chan_rank_sum + log_params)))) * ((log_flops - log_snip_total) * log_params))
+    ((abs(log_chan_rank_sum) * (log_chan_rank_sum * log_params)) * ((log_flops - log_snip_total) * square(log_params)))
 
 Usage::
 
@@ -18,11 +19,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10"]
- pool_fitness: 0.5937006018114985
- pool_taus: {"nb101:cifar10": 0.530555126549118, "nb201:cifar10": 0.6534575529614407, "nds:DARTS_in": 0.7072135929379979, "nds:ResNeXt-A_in": 0.7357575757575758}
+ pool_fitness: 0.5996669542637773
+ pool_taus: {"nb101:cifar10": 0.538244331281714, "nb201:cifar10": 0.7157301167956376, "nds:DARTS_in": 0.6785209271673707, "nds:ResNeXt-A_in": 0.6634343434343435}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 10
- run: "runs/transfer/without-nb301"
+ rank: 0
+ run: "runs/transfer_parsimony/without-nb301"
  seed: 0
 """
 
@@ -373,22 +374,15 @@ def measure(net, inputs, targets, settings, wanted):
 MEASURES = (_ChannelRank, _GradTotals, )
 
 BIG = 1e+30
-MAX_EXP = 69.07755278982137
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def sqrt_abs(x):
-    return torch.abs(x).sqrt_()
+def absolute(x):
+    return torch.abs(x)
 
-def exp_clamped(x):
-    return x.clamp(max=MAX_EXP).exp_()
-
-def neg(x):
-    return torch.neg(x)
-
-def add(x, y):
-    return _finite(x + y)
+def square(x):
+    return _finite(x * x)
 
 def sub(x, y):
     return _finite(x - y)
@@ -397,20 +391,20 @@ def mul(x, y):
     return _finite(x * y)
 
 
-EXPRESSION = 'n_mul(n_sqrt_abs(n_neg(n_exp_clamped(n_add(log_chan_rank_sum, log_params)))), n_mul(n_sub(log_flops, log_snip_total), log_params))'
+EXPRESSION = 'n_mul(n_mul(n_abs(log_chan_rank_sum), n_mul(log_chan_rank_sum, log_params)), n_mul(n_sub(log_flops, log_snip_total), n_square(log_params)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
 NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_flops', 'log_params', 'log_snip_total'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = add(t['log_chan_rank_sum'], t['log_params'])
-    v1 = exp_clamped(v0)
-    v2 = neg(v1)
-    v3 = sqrt_abs(v2)
-    v4 = sub(t['log_flops'], t['log_snip_total'])
-    v5 = mul(v4, t['log_params'])
-    v6 = mul(v3, v5)
+    v0 = absolute(t['log_chan_rank_sum'])
+    v1 = mul(t['log_chan_rank_sum'], t['log_params'])
+    v2 = mul(v0, v1)
+    v3 = sub(t['log_flops'], t['log_snip_total'])
+    v4 = square(t['log_params'])
+    v5 = mul(v3, v4)
+    v6 = mul(v2, v5)
     return v6
 
 

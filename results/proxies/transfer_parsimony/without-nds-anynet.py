@@ -1,10 +1,10 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_flops*(log_chan_rank_sum + log_flops)*logdet_sum(KA + KG)
+    score = log_chan_rank_sum*log_params*(log_flops**2 + rcor)*logdet_sum(KA + KA)
 
 Simplified by exact identities from the program as evolved, which the code below computes:
 
-    (((log_flops + log_chan_rank_sum) * logdet_sum((KA + KG))) * log_flops)
+    (((square(log_flops) + rcor) * logdet_sum((KA + KA))) * (log_chan_rank_sum * log_params))
 
 Usage::
 
@@ -18,11 +18,11 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.5098869533846305
- pool_taus: {"nb101:cifar10": 0.49817952767502993, "nb201:cifar10": 0.667812592027116, "nb301:cifar10": 0.4606060606060607, "nds:DARTS_in": 0.7225702309560802}
+ pool_fitness: 0.5161817192419463
+ pool_taus: {"nb101:cifar10": 0.4791588633365032, "nb201:cifar10": 0.695713935563217, "nb301:cifar10": 0.48646464646464654, "nds:DARTS_in": 0.6538694819278175}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 14
- run: "runs/transfer/without-nds-anynet"
+ rank: 0
+ run: "runs/transfer_parsimony/without-nds-anynet"
  seed: 0
 """
 
@@ -430,6 +430,9 @@ def _seg_sum(x, layers):
 def logdet_sum(x, layers):
     return logdet(_seg_sum(x, layers))
 
+def square(x):
+    return _finite(x * x)
+
 def add(x, y):
     return _finite(x + y)
 
@@ -444,19 +447,21 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_mul(n_add(log_flops, log_chan_rank_sum), logdet_sum(gram_add(KA, KG))), log_flops)'
+EXPRESSION = 'n_mul(n_mul(n_add(n_square(log_flops), rcor), logdet_sum(gram_add(KA, KA))), n_mul(log_chan_rank_sum, log_params))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['KA', 'KG', 'depth', 'log_chan_rank_sum', 'log_flops'])
+NEEDS = frozenset(['KA', 'depth', 'log_chan_rank_sum', 'log_flops', 'log_params', 'rcor'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = add(t['log_flops'], t['log_chan_rank_sum'])
-    v1 = add(t['KA'], t['KG'])
-    v2 = logdet_sum(v1, layers)
-    v3 = mul(v0, v2)
-    v4 = mul(v3, t['log_flops'])
-    return v4
+    v0 = square(t['log_flops'])
+    v1 = add(v0, t['rcor'])
+    v2 = add(t['KA'], t['KA'])
+    v3 = logdet_sum(v2, layers)
+    v4 = mul(v1, v3)
+    v5 = mul(t['log_chan_rank_sum'], t['log_params'])
+    v6 = mul(v4, v5)
+    return v6
 
 
 def score(net, inputs, targets) -> float:

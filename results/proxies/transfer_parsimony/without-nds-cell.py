@@ -23,7 +23,7 @@ Run information:
  pool_taus: {"nb101:cifar10": 0.4965607477313255, "nb201:cifar10": 0.7159323004444499, "nb301:cifar10": 0.47676767676767684, "nds:ResNeXt-A_in": 0.717979797979798}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
  rank: 0
- run: "runs/transfer/without-nds-cell"
+ run: "runs/transfer_parsimony/without-nds-cell"
  seed: 0
 """
 

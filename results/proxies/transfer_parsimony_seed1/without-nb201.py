@@ -1,11 +1,10 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_params**(3/2) - log_snip_total
+    score = log_chan_rank_sum + max_layers(log_fan_in)
 
-Simplified with facts true on every network of the run's pools (on which both give the same scores)
-from the program as evolved, which the code below computes:
+Simplified by exact identities from the program as evolved, which the code below computes:
 
-    ((sqrt_abs(log_params) * abs(log_params)) - log_snip_total)
+    (max(log_fan_in) + log_chan_rank_sum)
 
 Usage::
 
@@ -19,10 +18,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.49582863723765713
- pool_taus: {"nb101:cifar10": 0.4564101767285218, "nb301:cifar10": 0.47070707070707074, "nds:DARTS_in": 0.5936552960148108, "nds:ResNeXt-A_in": 0.7507070707070708}
+ pool_fitness: 0.5089280567921222
+ pool_taus: {"nb101:cifar10": 0.602802068153663, "nb301:cifar10": 0.45414141414141423, "nds:DARTS_in": 0.5597090435537869, "nds:ResNeXt-A_in": 0.5442424242424243}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 13
+ rank: 0
  run: "runs/transfer_parsimony_seed1/without-nb201"
  seed: 1
 """
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
+CHANNEL_SAMPLES = 8
 SUBSAMPLE_SEED = 0
 
 def _seed(*parts):
@@ -57,6 +57,26 @@ def kept_nodes(count, max_layers):
     if max_layers == 1:
         return [0]
     return [round(j * (count - 1) / (max_layers - 1)) for j in range(max_layers)]
+
+def _unit_rows(x):
+    x = x.float()
+    x = x - x.mean(dim=-1, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=-1)
+    live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
+    return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
+
+def channel_rank(out, samples=CHANNEL_SAMPLES):
+    x = out.detach()
+    if x.dim() > 2 and x[0, 0].numel() > 1:
+        x = x[:samples].flatten(2)
+    else:
+        x = x.reshape(x.shape[0], -1).T.unsqueeze(0)
+    x, inv = _unit_rows(x)
+    x = x * inv.unsqueeze(-1)
+    small = x @ x.mT if x.shape[1] <= x.shape[2] else x.mT @ x
+    trace = (inv > 0).sum(dim=1).float()
+    ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
+    return float(ratio.mean())
 
 def _log(x):
     if isinstance(x, torch.Tensor):
@@ -270,15 +290,15 @@ class _Measure:
     def finish(self, rec, keep, layers, scalars):
         pass
 
-class _GradTotals(_Measure):
-    provides = frozenset({'log_grad_norm', 'log_snip_total'})
-    grad = True
-    all_grads = True
+class _ChannelRank(_Measure):
+    provides = frozenset({'log_chan_rank', 'log_chan_rank_sum'})
+
+    def on_output(self, index, out, flat):
+        self.values[index] = channel_rank(out)
 
     def finish(self, rec, keep, layers, scalars):
-        pairs = [(rec.nodes[i].weight.detach(), g.detach()) for i, g in rec.grads.items()]
-        scalars['log_grad_norm'] = float(_log(torch.sqrt(sum((g.double().square().sum() for _, g in pairs)))))
-        scalars['log_snip_total'] = float(_log(sum(((w * g).abs().double().sum() for w, g in pairs))))
+        layers['log_chan_rank'] = _stack([_log(self.values[i]) for i in keep])
+        scalars['log_chan_rank_sum'] = _log(sum(self.values.values()))
 
 def _fans(module):
     weight = module.weight
@@ -340,38 +360,30 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_GradTotals, )
+MEASURES = (_ChannelRank, )
 
 BIG = 1e+30
 
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
-def absolute(x):
-    return torch.abs(x)
+def agg_max(x, layers):
+    return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amax', include_self=False)
 
-def sqrt_abs(x):
-    return torch.abs(x).sqrt_()
-
-def sub(x, y):
-    return _finite(x - y)
-
-def mul(x, y):
-    return _finite(x * y)
+def add(x, y):
+    return _finite(x + y)
 
 
-EXPRESSION = 'n_sub(n_mul(n_sqrt_abs(log_params), n_abs(log_params)), log_snip_total)'
+EXPRESSION = 'n_add(agg_max(log_fan_in), log_chan_rank_sum)'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['depth', 'log_params', 'log_snip_total'])
+NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = sqrt_abs(t['log_params'])
-    v1 = absolute(t['log_params'])
-    v2 = mul(v0, v1)
-    v3 = sub(v2, t['log_snip_total'])
-    return v3
+    v0 = agg_max(t['log_fan_in'], layers)
+    v1 = add(v0, t['log_chan_rank_sum'])
+    return v1
 
 
 def score(net, inputs, targets) -> float:
@@ -380,6 +392,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = None
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])

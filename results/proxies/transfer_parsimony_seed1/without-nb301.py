@@ -1,10 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum*log_params*div_safe(naswot, min_layers(std(W)))
+    score = log_chan_rank_sum*log_params*(naswot + rcor)/min_layers(std(W))
 
-Simplified by exact identities from the program as evolved, which the code below computes:
+Simplified with facts true on every network of the run's pools (on which both give the same scores)
+from the program as evolved, which the code below computes:
 
-    (log_params * (log_chan_rank_sum * (naswot / min(std(W)))))
+    (log_params * abs((log_chan_rank_sum * ((rcor + naswot) / min(std(W))))))
 
 Usage::
 
@@ -18,10 +19,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:ResNeXt-A_in", "nb101:cifar10"]
- pool_fitness: 0.6158048496575659
- pool_taus: {"nb101:cifar10": 0.5736047934095905, "nb201:cifar10": 0.6333132355141504, "nds:DARTS_in": 0.6300262807944793, "nds:ResNeXt-A_in": 0.6921212121212122}
+ pool_fitness: 0.622554329975212
+ pool_taus: {"nb101:cifar10": 0.5695496163618027, "nb201:cifar10": 0.6587832220046653, "nds:DARTS_in": 0.6639725332555032, "nds:ResNeXt-A_in": 0.7050505050505051}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 12
+ rank: 0
  run: "runs/transfer_parsimony_seed1/without-nb301"
  seed: 1
 """
@@ -73,6 +74,12 @@ def _unit_rows(x):
     norm = torch.linalg.vector_norm(x, dim=-1)
     live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
+
+def sample_corr(x):
+    x, inv = _unit_rows(x)
+    corr = (x @ x.mT).mul_(inv.unsqueeze(-1)).mul_(inv.unsqueeze(-2))
+    corr.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return corr
 
 def sign_kernel(x):
     s = (x > 0).float().mul_(2.0).sub_(1.0)
@@ -313,6 +320,30 @@ def _gram_input(flat, index):
         return flat
     return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
 
+class _Correlations(_Measure):
+    provides = frozenset({'KA', 'KG', 'rcor'})
+
+    def __init__(self, settings, wanted):
+        super().__init__(settings, wanted)
+        self.grad = bool(wanted & {'KG', 'rcor'})
+        self.grad_values = {}
+
+    def on_output(self, index, out, flat):
+        self.values[index] = sample_corr(_gram_input(flat, index))
+        if self.grad:
+            self.grad_values[index] = torch.zeros_like(self.values[index])
+
+    def on_grad(self, index, flat):
+        if self.grad and flat is not None:
+            self.grad_values[index] = sample_corr(_gram_input(flat, index))
+
+    def finish(self, rec, keep, layers, scalars):
+        layers['KA'] = _stack([self.values[i] for i in keep])
+        if self.grad:
+            layers['KG'] = _stack([self.grad_values[i] for i in keep])
+            total = sum((ka.double().abs() + kg.double().abs() for ka, kg in zip(self.values.values(), self.grad_values.values())))
+            scalars['rcor'] = _logdet(total) / rec.n
+
 class _SignKernel(_Measure):
     provides = frozenset({'KS', 'naswot'})
 
@@ -406,7 +437,7 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_SignKernel, _ChannelRank, _Weights, )
+MEASURES = (_Correlations, _SignKernel, _ChannelRank, _Weights, )
 
 BIG = 1e+30
 EPS = 1e-08
@@ -416,6 +447,12 @@ def _finite(y):
 
 def agg_min(x, layers):
     return x.new_zeros(layers.n_nets).scatter_reduce_(0, layers.seg, x, 'amin', include_self=False)
+
+def absolute(x):
+    return torch.abs(x)
+
+def add(x, y):
+    return _finite(x + y)
 
 def mul(x, y):
     return _finite(x * y)
@@ -430,19 +467,21 @@ def mat_std(x):
     return _finite(std)
 
 
-EXPRESSION = 'n_mul(log_params, n_mul(log_chan_rank_sum, n_div_safe(naswot, agg_min(w_std(W)))))'
+EXPRESSION = 'n_mul(log_params, n_abs(n_mul(log_chan_rank_sum, n_div_safe(n_add(rcor, naswot), agg_min(w_std(W))))))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['W', 'depth', 'log_chan_rank_sum', 'log_params', 'naswot'])
+NEEDS = frozenset(['W', 'depth', 'log_chan_rank_sum', 'log_params', 'naswot', 'rcor'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = mat_std(t['W'])
-    v1 = agg_min(v0, layers)
-    v2 = div_safe(t['naswot'], v1)
-    v3 = mul(t['log_chan_rank_sum'], v2)
-    v4 = mul(t['log_params'], v3)
-    return v4
+    v0 = add(t['rcor'], t['naswot'])
+    v1 = mat_std(t['W'])
+    v2 = agg_min(v1, layers)
+    v3 = div_safe(v0, v2)
+    v4 = mul(t['log_chan_rank_sum'], v3)
+    v5 = absolute(v4)
+    v6 = mul(t['log_params'], v5)
+    return v6
 
 
 def score(net, inputs, targets) -> float:

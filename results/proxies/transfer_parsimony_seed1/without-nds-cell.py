@@ -1,10 +1,10 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = log_chan_rank_sum + 2*log_params - log_flops
+    score = 2*log_chan_rank_sum + log_params + std_layers(log_fan_in)
 
 Simplified by exact identities from the program as evolved, which the code below computes:
 
-    (log_chan_rank_sum + ((log_params - log_flops) + log_params))
+    ((log_chan_rank_sum + (std(log_fan_in) + log_chan_rank_sum)) + log_params)
 
 Usage::
 
@@ -18,10 +18,10 @@ restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
  evolve_tasks: ["nb201:cifar10", "nds:ResNeXt-A_in", "nb101:cifar10", "nb301:cifar10"]
- pool_fitness: 0.5081210665184019
- pool_taus: {"nb101:cifar10": 0.5322419875221545, "nb201:cifar10": 0.6329089500143009, "nb301:cifar10": 0.44848484848484854, "nds:ResNeXt-A_in": 0.7814141414141416}
+ pool_fitness: 0.5216429679511707
+ pool_taus: {"nb101:cifar10": 0.5630613330853421, "nb201:cifar10": 0.6595917930043641, "nb301:cifar10": 0.4606060606060607, "nds:ResNeXt-A_in": 0.631919191919192}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 16
+ rank: 0
  run: "runs/transfer_parsimony_seed1/without-nds-cell"
  seed: 1
 """
@@ -367,24 +367,37 @@ BIG = 1e+30
 def _finite(y):
     return y.clamp_(-BIG, BIG).nan_to_num_(nan=0.0)
 
+def _seg_sum(x, layers):
+    out = x.new_zeros((layers.n_nets,) + tuple(x.shape[1:]))
+    return _finite(out.index_add_(0, layers.seg, x))
+
+def _seg_count(x, layers):
+    return torch.bincount(layers.seg, minlength=layers.n_nets).to(x.dtype).clamp_min_(1.0)
+
+def agg_mean(x, layers):
+    return _seg_sum(x, layers).div_(_seg_count(x, layers))
+
+def agg_std(x, layers):
+    deviation = x - agg_mean(x, layers)[layers.seg]
+    variance = _seg_sum(_finite(deviation.square_()), layers).div_(_seg_count(x, layers))
+    return _finite(variance.sqrt_())
+
 def add(x, y):
     return _finite(x + y)
 
-def sub(x, y):
-    return _finite(x - y)
 
-
-EXPRESSION = 'n_add(log_chan_rank_sum, n_add(n_sub(log_params, log_flops), log_params))'
+EXPRESSION = 'n_add(n_add(log_chan_rank_sum, n_add(agg_std(log_fan_in), log_chan_rank_sum)), log_params)'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_flops', 'log_params'])
+NEEDS = frozenset(['depth', 'log_chan_rank_sum', 'log_fan_in', 'log_params'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = sub(t['log_params'], t['log_flops'])
-    v1 = add(v0, t['log_params'])
+    v0 = agg_std(t['log_fan_in'], layers)
+    v1 = add(v0, t['log_chan_rank_sum'])
     v2 = add(t['log_chan_rank_sum'], v1)
-    return v2
+    v3 = add(v2, t['log_params'])
+    return v3
 
 
 def score(net, inputs, targets) -> float:
@@ -393,6 +406,6 @@ def score(net, inputs, targets) -> float:
     t = dict(layers)
     t.update({k: torch.tensor([float(v)], dtype=torch.float32) for k, v in scalars.items()})
     n_layers = layers["depth"].shape[0]
-    layers = None
+    layers = SimpleNamespace(seg=torch.zeros(n_layers, dtype=torch.long), n_nets=1, depth=layers["depth"])
     with torch.no_grad():
         return float(_program(t, layers, n_layers)[0])
