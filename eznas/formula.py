@@ -15,7 +15,8 @@ Arithmetic is exact within the primitives' +-1e30 clamp.
 Size: the node count of the program that computes the formula. A symbol or a number (also a
 constant such as ``sqrt(2)/2``) is 1; a function, ``|x|`` or ``sign`` 1 plus its arguments; an
 n-ary sum, product, min or max n - 1 plus its arguments (a negative term is a subtraction, a
-negative power a division, a coefficient -1 a negation); ``x**2``, ``sqrt(|x|)``,
+negative power a division, a coefficient -1 a negation; a sum of negative terms is the negation
+of their sum, unless a term costs no more as it is, as ``-a + b`` does as ``b - a``); ``x**2``, ``sqrt(|x|)``,
 ``log(|x| + eps)`` and ``Max(x, 0)`` (relu) 1 plus ``x``; other powers 2 plus the base. The
 unsimplified translation of a program has its node count, or less where ``-a + b`` is ``b - a``.
 """
@@ -170,8 +171,10 @@ def size(expr: sp.Expr) -> int:
         return 1 + size(inner.args[0] if isinstance(inner, sp.Abs) else inner)
     if expr.is_Add:
         terms = [-t if t.could_extract_minus_sign() else t for t in expr.args]
-        negated = all(t.could_extract_minus_sign() for t in expr.args)
-        return len(terms) - 1 + sum(size(t) for t in terms) + int(negated)
+        cost = len(terms) - 1 + sum(size(t) for t in terms)
+        if all(t.could_extract_minus_sign() for t in expr.args):  # -(a + b), or a term kept as it is: (b - c) - a
+            cost += min(1, *(size(t) - size(-t) for t in expr.args))
+        return cost
     if expr.is_Mul:
         coeff, factors = expr.as_coeff_mul()
         top = [f for f in factors if not (f.is_Pow and f.exp.is_negative)]

@@ -172,6 +172,9 @@ def test_sizes_count_program_nodes():
     assert simplify("n_square(n_square(n_exp_clamped(naswot)))").size == 4  # exp_clamped(naswot)**4
     assert simplify("n_sqrt_abs(n_sub(naswot, rcor))").size == 4
     assert simplify("n_div_safe(n_one, n_two)").size == 1
+    both = "n_add(n_sub(log_params, log_grad_norm), n_sub(n_add(log_flops, naswot), n_sqrt_abs(naswot)))"
+    assert size(to_sympy(both, evaluate=False)) == 10  # two sums either sign suits: no negation needed
+    assert size(to_sympy("n_sub(n_neg(log_params), naswot)")) == 4  # -(log_params + naswot)
 
 
 def test_unknown_primitives_and_malformed_programs_are_errors():
