@@ -5,8 +5,9 @@ against every baseline on that family's networks (leave-one-family-out; `eznas.t
     python experiments/transfer.py --folds nb101 --n 100 --nds-n 60 --out /tmp/t  # one fold, smaller samples
 
 Each fold evolves (or resumes) in RUNS/without-FAMILY, chooses its program by --policy (default
-accuracy, the fittest on the pools; validation, the best on validation networks of the other families), exports it as PROXIES/without-FAMILY.py + .json (default results/proxies/transfer), and scores it
-and all baselines through the score cache; the tables are rewritten after every fold, so a killed
+accuracy, the fittest on the pools; validation, the best on validation networks of the other
+families), exports it as PROXIES/without-FAMILY.py + .json (default results/proxies/transfer), and
+scores it and all baselines through the score cache; the tables are rewritten after every fold, so a killed
 run resumes where it stopped.
 """
 
@@ -20,8 +21,8 @@ from eznas import config, proxies
 from eznas.errors import guarded
 from eznas.files import write_atomic
 from eznas.options import Parser, add_sample_args, command_line, parallel_overrides
-from eznas.tables.evaluations import csv_table
 from eznas.report import POLICIES
+from eznas.tables.evaluations import csv_table
 from eznas.tables.transfer import SIZE_BASELINES, transfer_report
 from eznas.transfer import NAMES, POLICY, evolve_fold, score_fold
 

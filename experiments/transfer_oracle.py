@@ -7,10 +7,11 @@ each choice policy picks and params/FLOPs.
 
 Each RUNS holds the fold directories without-FAMILY that `experiments/transfer.py --runs RUNS` wrote. The
 networks and batch are those transfer.py scores with the same --n/--nds-n/--seed, and the statistics come
-from the cache. Printed per fold: mean tau-b over the family's tasks of the program each policy of `eznas.report.choose`
-picks (transfer.py's folds take ``accuracy``, chosen on this table's evidence; they took ``validation`` before), of the best and the median hall-of-fame program (the best is
-an oracle: it looks at the left-out family), and the better of params and FLOPs (our own counts, on the same
-networks). Last line: JSON.
+from the cache. Printed per fold: mean tau-b over the family's tasks of the program each policy of
+`eznas.report.choose` picks (transfer.py's folds take ``accuracy``, chosen on this table's evidence;
+they took ``validation`` before), of the best and the median hall-of-fame program (the best is an
+oracle: it looks at the left-out family), and the better of params and FLOPs (our own counts, on the
+same networks). Last line: JSON.
 """
 
 from __future__ import annotations
