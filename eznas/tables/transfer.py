@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation
+from eznas.report import CLOSE
 from eznas.tables import format_number
 from eznas.tables.evaluations import bootstrap_interval, protocol_table
 from eznas.transfer import family
@@ -56,7 +57,7 @@ def fold_table(results: dict[str, list[Evaluation]]) -> str:
 
 CHOICES = {
     "accuracy": "the program is the hall of fame's fittest on the pools of the other families",
-    "parsimony": "the program is the smallest of the hall of fame within 0.01 of the best pool fitness",
+    "parsimony": f"the program is the smallest of the hall of fame within {CLOSE} of the best pool fitness",
     "validation": "the program is chosen among the hall of fame on validation networks of the other families "
                   "(networks outside the pools: NB201 CIFAR-100, NDS Amoeba_in, NDS ResNeXt-B_in, NB101 and NB301)",
 }
