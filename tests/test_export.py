@@ -198,16 +198,16 @@ def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path, na
 
 
 def test_the_lean_proxy_is_a_pruning_of_the_published_one() -> None:
-    """results/proxies/eznas_lean: pruned from eznas_best (`eznas prune`), at most 25 nodes, reading a subset of
-    its statistics, so that its file embeds fewer of the probe's measures."""
+    """results/proxies/eznas_lean: pruned from eznas_best_v6, the published proxy before it (`eznas prune`), at
+    most 25 nodes, reading a subset of its statistics, so that its file embeds fewer of the probe's measures."""
     import json
 
     from conftest import REPO, published_expression
 
     record = json.loads((REPO / "results" / "proxies" / "eznas_lean.json").read_text())
-    assert record["pruned_from"]["expression"] == published_expression("eznas_best")
-    lean, best = programs.parse(record["expression"]), programs.parse(published_expression("eznas_best"))
+    assert record["pruned_from"]["expression"] == published_expression("eznas_best_v6")
+    lean, best = programs.parse(record["expression"]), programs.parse(published_expression("eznas_best_v6"))
     assert len(lean) == record["size"] <= 25 < len(best)
     assert programs.statistics_of(lean) < programs.statistics_of(best)
-    files = [REPO / "results" / "proxies" / f"{n}.py" for n in ("eznas_lean", "eznas_best")]
+    files = [REPO / "results" / "proxies" / f"{n}.py" for n in ("eznas_lean", "eznas_best_v6")]
     assert len(files[0].read_text().splitlines()) < len(files[1].read_text().splitlines())

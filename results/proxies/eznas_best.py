@@ -1,11 +1,11 @@
 """Zero-cost proxy evolved by eznas.
 
-    score = (log_chan_rank_sum*min(log_chan_rank_sum, exp_clamped(log_snip_total)**2) + log_flops*log_params*(log_params + max_layers(log_chan_rank) + max_layers(log_numel) - sqrt(log_flops) - log_grad_norm)*logdet_sum(gram_linear(znorm(G)))*min(log_chan_rank_sum, exp_clamped(log_snip_total)**4))*(max_layers(log_numel) + max_layers(log_w_norm))
+    score = (log_layers + log_params*(log_params + max_layers(log_chan_rank) + max_layers(log_numel) - sqrt(log_flops) - log_grad_norm)*logdet_sum(gram_linear(znorm(relu(znorm(znorm(G))))))*min(log_chan_rank_sum, log_snip_total**4))*(log_params + max_layers(log_w_norm))
 
 Simplified with facts true on every network of the run's pools (on which both give the same scores)
 from the program as evolved, which the code below computes:
 
-    ((max(((log_snip_total + (log_chan_rank_sum * ((naswot + log_grad_norm) - log_grad_norm))) / log_params), (min(log_chan_rank_sum, square(neg(exp_clamped(log_snip_total)))) * log_chan_rank_sum)) + (logdet_sum(linear(znorm(G))) * (relu((((sign(relu(log_chan_rank_sum)) * (log_params - log_grad_norm)) + ((max(log_numel) + max(log_chan_rank)) - sqrt_abs(log_flops))) * (min(log_chan_rank_sum, square(square(exp_clamped(log_snip_total)))) * log_flops))) * log_params))) * (max(log_numel) + max(log_w_norm)))
+    ((log_layers + (logdet_sum(linear(znorm(relu(znorm(znorm(G)))))) * (relu((((log_params - log_grad_norm) + ((max(log_numel) + max(log_chan_rank)) - sqrt_abs(log_flops))) * (min(log_chan_rank_sum, square(square(log_snip_total))) * 1.0))) * log_params))) * (log_params + max(log_w_norm)))
 
 Usage::
 
@@ -18,12 +18,13 @@ math and the standard library. The code below is eznas's probe (version 6),
 restricted to the statistics this expression reads, and the primitives it calls.
 
 Run information:
- evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:Amoeba_in", "nds:NASNet_in"]
- pool_fitness: 0.734106669468973
- pool_taus: {"nb201:cifar10": 0.776378438861258, "nds:Amoeba_in": 0.6597600171549444, "nds:DARTS_in": 0.7810993323876747, "nds:NASNet_in": 0.6346453506874447}
+ evolve_tasks: ["nb201:cifar10", "nds:DARTS_in", "nds:Amoeba_in", "nds:NASNet_in", "nds:ResNet_lr-wd_in", "nb101:cifar10", "nb301:cifar10"]
+ pool_fitness: 0.105501338365832
+ pool_fitness_relative_to: ["log_params", "log_flops"]
+ pool_taus: {"nb101:cifar10": 0.5297457365772658, "nb201:cifar10": 0.7771939460345848, "nb301:cifar10": 0.4832323232323233, "nds:Amoeba_in": 0.6185858585858587, "nds:DARTS_in": 0.7949080784623097, "nds:NASNet_in": 0.6117171717171719, "nds:ResNet_lr-wd_in": 0.36682809066705485}
  probe: {"batch_seed": 0, "batch_size": 64, "features": 64, "hessian_probes": 1, "input_kind": "real", "loss": "ce", "max_layers": 16, "net_seed": 0, "weight_cols": 32, "weight_rows": 32}
- rank: 0
- run: "runs/warm_start"
+ rank: 17
+ run: "runs/general_anynet_margin_mean"
  seed: 0
 """
 
@@ -41,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-30
-GRAM_FEATURES = 2048
 CHANNEL_SAMPLES = 8
 SUBSAMPLE_SEED = 0
 
@@ -75,10 +75,6 @@ def _unit_rows(x):
     live = norm > norm.amax(dim=-1, keepdim=True).add(1.0).mul_(1e-12)
     return (x, torch.where(live, norm.clamp_min(TINY).reciprocal(), torch.zeros_like(norm)))
 
-def sign_kernel(x):
-    s = (x > 0).float().mul_(2.0).sub_(1.0)
-    return (s @ s.mT).div_(x.shape[-1]).add_(1.0).mul_(0.5)
-
 def channel_rank(out, samples=CHANNEL_SAMPLES):
     x = out.detach()
     if x.dim() > 2 and x[0, 0].numel() > 1:
@@ -91,11 +87,6 @@ def channel_rank(out, samples=CHANNEL_SAMPLES):
     trace = (inv > 0).sum(dim=1).float()
     ratio = trace.square() / small.square().sum(dim=(1, 2)).clamp_min(TINY)
     return float(ratio.mean())
-
-def _logdet(m):
-    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
-    value = float(torch.linalg.slogdet(m + 1e-06 * eye).logabsdet)
-    return value if math.isfinite(value) else -1e+30
 
 def _log(x):
     if isinstance(x, torch.Tensor):
@@ -309,11 +300,6 @@ class _Measure:
     def finish(self, rec, keep, layers, scalars):
         pass
 
-def _gram_input(flat, index):
-    if flat.shape[1] <= GRAM_FEATURES:
-        return flat
-    return flat.index_select(1, subsample_index(flat.shape[1], GRAM_FEATURES, SUBSAMPLE_SEED, index, 'K').to(flat.device))
-
 def _columns(flat, index, features):
     return flat.index_select(1, subsample_index(flat.shape[1], features, SUBSAMPLE_SEED, index, 'A').to(flat.device))
 
@@ -330,16 +316,6 @@ class _OutputGrads(_Measure):
 
     def finish(self, rec, keep, layers, scalars):
         layers['G'] = _stack([self.values[i] for i in keep])
-
-class _SignKernel(_Measure):
-    provides = frozenset({'KS', 'naswot'})
-
-    def on_output(self, index, out, flat):
-        self.values[index] = sign_kernel(_gram_input(flat, index))
-
-    def finish(self, rec, keep, layers, scalars):
-        layers['KS'] = _stack([self.values[i] for i in keep])
-        scalars['naswot'] = _logdet(sum((ks.double() for ks in self.values.values()))) / rec.n
 
 class _ChannelRank(_Measure):
     provides = frozenset({'log_chan_rank', 'log_chan_rank_sum'})
@@ -434,11 +410,9 @@ def measure(net, inputs, targets, settings, wanted):
     scalars.update(log_params=float(log_params), log_flops=_log(rec.macs), log_layers=_log(len(rec.nodes)))
     return (layers, scalars)
 
-MEASURES = (_OutputGrads, _SignKernel, _ChannelRank, _Weights, _GradTotals, )
+MEASURES = (_OutputGrads, _ChannelRank, _Weights, _GradTotals, )
 
 BIG = 1e+30
-EPS = 1e-08
-MAX_EXP = 69.07755278982137
 RIDGE = 1e-06
 TOL = 1e-06
 
@@ -467,17 +441,8 @@ def square(x):
 def sqrt_abs(x):
     return torch.abs(x).sqrt_()
 
-def exp_clamped(x):
-    return x.clamp(max=MAX_EXP).exp_()
-
-def sign(x):
-    return torch.sign(x)
-
 def relu(x):
     return torch.relu(x)
-
-def neg(x):
-    return torch.neg(x)
 
 def znorm(x):
     y = x / _amax_scale(x, (-2, -1))
@@ -495,15 +460,8 @@ def sub(x, y):
 def mul(x, y):
     return _finite(x * y)
 
-def div_safe(x, y):
-    small = (y > -EPS) & (y < EPS)
-    return _finite(torch.where(small, torch.sign(x), x / y))
-
 def minimum(x, y):
     return torch.minimum(x, y)
-
-def maximum(x, y):
-    return torch.maximum(x, y)
 
 def gram_linear(x):
     scale = _amax_scale(x, (-2, -1))
@@ -518,50 +476,39 @@ def logdet(x):
     return _finite(logabs.add_(torch.log(scale[..., 0, 0]).mul_(x.shape[-1])))
 
 
-EXPRESSION = 'n_mul(n_add(n_max(n_div_safe(n_add(log_snip_total, n_mul(log_chan_rank_sum, n_sub(n_add(naswot, log_grad_norm), log_grad_norm))), log_params), n_mul(n_min(log_chan_rank_sum, n_square(n_neg(n_exp_clamped(log_snip_total)))), log_chan_rank_sum)), n_mul(logdet_sum(gram_linear(a_znorm(G))), n_mul(n_relu(n_mul(n_add(n_mul(n_sign(n_relu(log_chan_rank_sum)), n_sub(log_params, log_grad_norm)), n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min(log_chan_rank_sum, n_square(n_square(n_exp_clamped(log_snip_total)))), log_flops))), log_params))), n_add(agg_max(log_numel), agg_max(log_w_norm)))'
+EXPRESSION = 'n_mul(n_add(log_layers, n_mul(logdet_sum(gram_linear(a_znorm(a_relu(a_znorm(a_znorm(G)))))), n_mul(n_relu(n_mul(n_add(n_sub(log_params, log_grad_norm), n_sub(n_add(agg_max(log_numel), agg_max(log_chan_rank)), n_sqrt_abs(log_flops))), n_mul(n_min(log_chan_rank_sum, n_square(n_square(log_snip_total))), n_one))), log_params))), n_add(log_params, agg_max(log_w_norm)))'
 SETTINGS = SimpleNamespace(features=64, weight_rows=32, weight_cols=32, max_layers=16, hessian_probes=1, loss='ce')
-NEEDS = frozenset(['G', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_flops', 'log_grad_norm', 'log_numel', 'log_params', 'log_snip_total', 'log_w_norm', 'naswot'])
+NEEDS = frozenset(['G', 'depth', 'log_chan_rank', 'log_chan_rank_sum', 'log_flops', 'log_grad_norm', 'log_layers', 'log_numel', 'log_params', 'log_snip_total', 'log_w_norm'])
 
 
 def _program(t, layers, n_layers):
     """Evaluate the evolved expression on one network's statistics ``t``."""
-    v0 = add(t['naswot'], t['log_grad_norm'])
-    v1 = sub(v0, t['log_grad_norm'])
-    v2 = mul(t['log_chan_rank_sum'], v1)
-    v3 = add(t['log_snip_total'], v2)
-    v4 = div_safe(v3, t['log_params'])
-    v5 = exp_clamped(t['log_snip_total'])
-    v6 = neg(v5)
-    v7 = square(v6)
-    v8 = minimum(t['log_chan_rank_sum'], v7)
-    v9 = mul(v8, t['log_chan_rank_sum'])
-    v10 = maximum(v4, v9)
-    v11 = znorm(t['G'])
-    v12 = gram_linear(v11)
-    v13 = logdet_sum(v12, layers)
-    v14 = relu(t['log_chan_rank_sum'])
-    v15 = sign(v14)
-    v16 = sub(t['log_params'], t['log_grad_norm'])
-    v17 = mul(v15, v16)
-    v18 = agg_max(t['log_numel'], layers)
-    v19 = agg_max(t['log_chan_rank'], layers)
-    v20 = add(v18, v19)
-    v21 = sqrt_abs(t['log_flops'])
-    v22 = sub(v20, v21)
-    v23 = add(v17, v22)
-    v24 = square(v5)
-    v25 = square(v24)
-    v26 = minimum(t['log_chan_rank_sum'], v25)
-    v27 = mul(v26, t['log_flops'])
-    v28 = mul(v23, v27)
-    v29 = relu(v28)
-    v30 = mul(v29, t['log_params'])
-    v31 = mul(v13, v30)
-    v32 = add(v10, v31)
-    v33 = agg_max(t['log_w_norm'], layers)
-    v34 = add(v18, v33)
-    v35 = mul(v32, v34)
-    return v35
+    v0 = znorm(t['G'])
+    v1 = znorm(v0)
+    v2 = relu(v1)
+    v3 = znorm(v2)
+    v4 = gram_linear(v3)
+    v5 = logdet_sum(v4, layers)
+    v6 = sub(t['log_params'], t['log_grad_norm'])
+    v7 = agg_max(t['log_numel'], layers)
+    v8 = agg_max(t['log_chan_rank'], layers)
+    v9 = add(v7, v8)
+    v10 = sqrt_abs(t['log_flops'])
+    v11 = sub(v9, v10)
+    v12 = add(v6, v11)
+    v13 = square(t['log_snip_total'])
+    v14 = square(v13)
+    v15 = minimum(t['log_chan_rank_sum'], v14)
+    v16 = mul(v15, torch.full((1,), 1.0))
+    v17 = mul(v12, v16)
+    v18 = relu(v17)
+    v19 = mul(v18, t['log_params'])
+    v20 = mul(v5, v19)
+    v21 = add(t['log_layers'], v20)
+    v22 = agg_max(t['log_w_norm'], layers)
+    v23 = add(t['log_params'], v22)
+    v24 = mul(v21, v23)
+    return v24
 
 
 def score(net, inputs, targets) -> float:
