@@ -1,5 +1,5 @@
-"""Regenerate results/heldout.md (+ .csv, + score-vs-accuracy plots): a discovered proxy against
-the baselines on networks an evolution run never saw.
+"""The held-out tables (results/heldout_*.md, + .csv, + score-vs-accuracy plots): discovered proxies
+against the baselines on networks an evolution run never saw.
 
 Every proxy (the exported ``--proxy`` files first, then the baselines) is scored by
 `eznas.evaluate.evaluate` on the same networks and the same batch: per task a seeded sample of
