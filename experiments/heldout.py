@@ -8,7 +8,7 @@ Every proxy (the exported ``--proxy`` files first, then the baselines) is scored
 is left out of CIFAR-100 and ImageNet16-120 as well). Scores go to the score cache, so a killed
 run resumes and a larger ``--n`` only scores the networks it adds.
 
-    python experiments/heldout.py --run runs/warm_start --proxy results/proxies/eznas_best.py --jobs 2
+    python experiments/heldout.py --run results/proxies/eznas_best.json --proxy results/proxies/eznas_best.json --jobs 2
 
 writes ``--out``.md and .csv (default results/heldout), ``--out``_KEY.png (KEY: the NB201 dataset
 or NDS space; ``nb101_cifar10`` and the like for other spaces), a scatter of the first proxy's
