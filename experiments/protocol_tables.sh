@@ -11,7 +11,7 @@
 #   3. results/heldout_naslib: 100 held-out NB101 and 100 held-out NB301 networks, the same proxies;
 #   4. results/baselines: every baseline, the same NB201 networks and every NDS space (issue 6);
 #   5. results/search_b1000: zero-shot random search, budget 1,000, 5 seeds, three NB201 datasets,
-#      with eznas_best.py, eznas_best_v6.py, AZ-NAS and params; then results/search_b1000_zico,
+#      with eznas_best.py, AZ-NAS and params; then results/search_b1000_zico,
 #      ZiCo the same way (the most expensive of the baselines to score, so last).
 #
 # The held-out networks are those the run behind results/proxies/eznas_best.json never saw (its
@@ -32,6 +32,5 @@ python experiments/heldout.py --run "$run" "${proxies[@]}" --space-n nb101=100 -
 python experiments/baselines.py --n 1000 --seed 0 --exclude-run "$run" --space-n nb101=100 --space-n nb301=100 \
   "${common[@]}"
 search=(--budget 1000 --seeds 5 --strategies random "${common[@]}")
-python experiments/search.py --proxies results/proxies/eznas_best.py,results/proxies/eznas_best_v6.py,az_nas,params "${search[@]}" \
-  --out results/search_b1000
+python experiments/search.py --proxies results/proxies/eznas_best.py,az_nas,params "${search[@]}" --out results/search_b1000
 python experiments/search.py --proxies zico "${search[@]}" --out results/search_b1000_zico
