@@ -197,7 +197,7 @@ def test_a_record_re_exports_to_the_published_code_and_record(tmp_path: Path, na
     assert infix == programs.infix(programs.parse(original["expression"]))
 
 
-def test_the_lean_proxy_is_a_pruning_of_the_published_one() -> None:
+def test_the_lean_proxy_is_a_pruning_of_eznas_best_v6() -> None:
     """results/proxies/eznas_lean: pruned from eznas_best_v6, the published proxy before it (`eznas prune`), at
     most 25 nodes, reading a subset of its statistics, so that its file embeds fewer of the probe's measures."""
     import json
