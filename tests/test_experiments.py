@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,25 @@ def test_generation_profile_adds_up_to_the_generation_it_profiles(tmp_path: Path
     moved = profile["transfer"]
     assert moved["handle_bytes_key_only"] < max(c["bytes_sent"] for c in warm["chunks"]) < moved["pool_bytes_pickled"]
     assert "warm generation" in result.stdout and "tree walk, memo" in result.stdout
+
+
+def test_few_shot_script_reads_the_transfer_scores_and_agrees_with_the_transfer_table(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "results" / "scores", tmp_path / "scores")  # every score it needs is committed
+    _script("few_shot.py", "--draws", "3", "--ks", "4,8", "--scores-dir", str(tmp_path / "scores"),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "fs"), cwd=REPO)
+    families = [line.split(" | ") for line in (tmp_path / "fs.md").read_text().splitlines()
+                if line.startswith("| nb") or line.startswith("| nds")]
+    rows, picks = families[:5], families[5:]  # the summary table, then the most chosen candidates
+    assert [r[0] for r in rows] == [r[0] for r in picks] == ["| nb201", "| nds-cell", "| nds-anynet", "| nb101", "| nb301"]
+    assert all("%" in p[1] for p in picks)
+    transfer = {(r["task"], r["proxy"]): float(r["kendall_tau"]) for r in csv.DictReader((REPO / "results" / "transfer.csv").open())}
+    zero_shot = {r[0].removeprefix("| "): float(r[1]) for r in rows}
+    assert zero_shot["nb101"] == pytest.approx(transfer[("nb101:cifar10", "without-nb101.json")], abs=5e-4)
+    assert zero_shot["nb301"] == pytest.approx(transfer[("nb301:cifar10", "without-nb301.json")], abs=5e-4)
+    assert all(len(r) == 8 for r in rows)  # the family, 4 zero-shot columns, chosen with k=4 and k=8, the bound
+
+
+def test_few_shot_script_without_a_fold_program_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("--runs", str(tmp_path / "nothing"), cwd=tmp_path, entry=(str(REPO / "experiments" / "few_shot.py"),))
+    assert result.returncode == 2 and "without-nb201.json does not exist" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
