@@ -60,23 +60,25 @@ def choose(rows: list[dict[str, Any]], policy: str, validation: dict[str, float]
 
 
 def unseen_taus(out: Path, exprs: list[str], data_dir: str | None = None, cache_dir: str | None = None,
-                echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Kendall tau-b of each program on every validation and held-out task of the run (program -> task ->
-    tau), on networks it never evolved on; cached in ``heldout.json``, so only new programs are scored.
-    Says on ``echo`` what it scores (a first look may probe the networks: minutes, with a progress bar)."""
+                echo: Callable[[str], None] = print, tasks: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Kendall tau-b of each program on ``tasks`` (default: every validation and held-out task of the run;
+    program -> task -> tau), on networks it never evolved on; cached in ``heldout.json``, so only new programs
+    and tasks are scored. Says on ``echo`` what it scores (a first look may probe the networks: minutes, with a
+    progress bar)."""
     run = read_run(out, data_dir)
     cfg = run.config
-    tasks = [*cfg.tasks.validate, *cfg.tasks.heldout]
+    tasks = [*cfg.tasks.validate, *cfg.tasks.heldout] if tasks is None else list(tasks)
     known = read_heldout(out)
     todo = [e for e in exprs if not set(tasks) <= set(known.get(e, {}))]
     if todo and tasks:
         cache = StatsCache(cache_dir) if cache_dir else StatsCache()
         needs = set(cfg.evolution.statistics).union(*(programs.statistics_of(programs.parse(e)) for e in todo))
         for task in tasks:
-            records = (validation_records(task, cfg, run.pools, data_dir) if task in cfg.tasks.validate else
+            validating = task in cfg.tasks.validate
+            records = (validation_records(task, cfg, run.pools, data_dir) if validating else
                        heldout_records(task, cfg, run.used, data_dir))
-            echo(f"scoring {len(todo)} programs on {len(records)} unseen networks of {task} "
-                 "(statistics cached; --no-heldout skips this)")
+            echo(f"scoring {len(todo)} programs on {len(records)} unseen networks of {task} (statistics cached"
+                 + (")" if validating else "; --no-heldout skips this)"))
             batch = load_pool(task, records, cfg.probe, cache, cfg.run.parallel, data_dir, needs=needs)
             evaluator = Evaluator(batch)
             for e in todo:
@@ -213,5 +215,6 @@ def chosen_rank(out: str | os.PathLike, policy: str, data_dir: str | None = None
     validation = {}
     if policy == "validation":
         validate = read_run(out, data_dir).config.tasks.validate
-        validation = mean_taus(unseen_taus(out, [r["expr"] for r in hof], data_dir, cache_dir), validate)
+        taus = unseen_taus(out, [r["expr"] for r in hof], data_dir, cache_dir, tasks=validate)  # held-out ones unneeded
+        validation = mean_taus(taus, validate)
     return choose(hof, policy, validation)

@@ -297,18 +297,20 @@ def test_validation_policy_picks_on_networks_kept_from_fitness_and_from_the_held
     assert len(validation) == 6 and not validation & nb201_pool
     held_out = {r["index"] for r in heldout_records("nb201:cifar100", info.config, info.used, DATA_DIR)}
     assert not held_out & (validation | nb201_pool)
+    r = run_cli("export", str(run), "--policy", "validation", "-o", str(tmp_path / "picked.py"),
+                "--cache-dir", str(workspace["cache"]))
+    assert r.returncode == 0, r.stderr
+    # the choice scores the validation networks only: the held-out ones are inspect's business
+    assert {t for taus in json.loads((run / "heldout.json").read_text()).values() for t in taus} == {"nb201:ImageNet16-120"}
     r = run_cli("inspect", str(run), "--policy", "validation", "--cache-dir", str(workspace["cache"]))
     assert r.returncode == 0, r.stderr
     header = next(line for line in r.stdout.splitlines() if "rank" in line and "expression" in line)
-    assert "valid" in header and "scoring" in r.stdout
+    assert "valid" in header and "scoring" in r.stdout and "nb201:cifar100" in r.stdout
     taus = json.loads((run / "heldout.json").read_text())
     means = {e: t["nb201:ImageNet16-120"] for e, t in taus.items()}
     hof = ckpt["hall_of_fame"]
     best = max(means[row["expr"]] for row in hof)
     expected = min((row for row in hof if means[row["expr"]] >= best - 0.01), key=lambda row: row["size"])
-    r = run_cli("export", str(run), "--policy", "validation", "-o", str(tmp_path / "picked.py"),
-                "--cache-dir", str(workspace["cache"]))
-    assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "picked.json").read_text())["expression"] == expected["expr"]
 
 
