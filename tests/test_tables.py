@@ -14,8 +14,8 @@ from scipy import stats as sps
 from eznas.evaluate import Evaluation
 from eznas.search import SearchResult
 from eznas.tables import csv_text, format_number
-from eznas.tables.evaluations import (bootstrap_interval, csv_table, markdown_table, metric_table, reference_section,
-                                      summary)
+from eznas.tables.evaluations import (bootstrap_interval, csv_table, markdown_table, metric_table, paired_difference,
+                                      paired_section, reference_section, summary)
 from eznas.tables.runs import front_csv, table, versus_table
 from eznas.tables.searches import summarise
 
@@ -143,3 +143,35 @@ def test_authors_section_compares_our_scores_with_the_files_values() -> None:
     cells = [c.strip() for c in lines[2].split("|")]
     assert cells[2] == "`synflow`" and cells[3] == "1.000"  # a monotone transform ranks alike
     assert cells[4] == cells[5] == f"{sps.kendalltau(theirs, accuracy).statistic:.3f}"
+
+
+def test_a_paired_difference_resolves_a_clear_gap_and_not_an_empty_one() -> None:
+    sharp, blurred = _evaluation("ours", "nb201:cifar10", 3.0), _evaluation("params", "nb201:cifar10", 30.0, seed=1)
+    diff, lo, hi = paired_difference(sharp, blurred)
+    assert diff == pytest.approx(sharp.kendall_tau - blurred.kendall_tau) and 0 < lo < diff < hi
+    assert paired_difference(sharp, sharp) == (0.0, 0.0, 0.0)  # the same networks in both: no spread at all
+    twin = _evaluation("params", "nb201:cifar10", 3.0, seed=2)
+    _, lo, hi = paired_difference(sharp, twin)
+    assert lo < 0 < hi  # two equally good proxies: the interval holds 0
+
+
+def test_a_paired_difference_uses_the_networks_both_scored() -> None:
+    ours, other = _evaluation("ours", "nb201:cifar10", 3.0, failed=20), _evaluation("params", "nb201:cifar10", 30.0)
+    keep = np.isfinite(ours.scores)
+    expected = (sps.kendalltau(ours.scores[keep], ours.accuracy[keep]).statistic
+                - sps.kendalltau(other.scores[keep], other.accuracy[keep]).statistic)
+    assert paired_difference(ours, other)[0] == pytest.approx(expected)
+    shifted = Evaluation("params", "nb201:cifar10", 0, 64, np.arange(1, 201), other.accuracy, other.scores,
+                         other.seconds, ())
+    with pytest.raises(ValueError, match="same networks"):
+        paired_difference(ours, shifted)
+
+
+def test_the_paired_section_sets_the_first_proxy_against_the_best_baseline_and_params() -> None:
+    results = {task: [_evaluation("mine.json", task, 3.0), _evaluation("params", task, 20.0, seed=1),
+                      _evaluation("naswot", task, 10.0, seed=2)] for task in ("nb201:cifar10", "nb101:cifar10")}
+    lines = paired_section(results)
+    rows = [line for line in lines if line.startswith("| cifar10") or line.startswith("| nb101:cifar10")]
+    assert len(rows) == 2 and all("(`naswot`)" in row and row.count("[") == 2 for row in rows)
+    assert "`mine.json`" in "\n".join(lines)
+    assert paired_section({t: evals[1:] for t, evals in results.items()}) == []  # the first is a baseline

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as sps
 
-from eznas import benchmarks
+from eznas import benchmarks, proxies
 from eznas.evaluate import BATCH_SIZE, NET_SEED, Evaluation
 from eznas.run import is_record
 from eznas.tables import csv_text, format_number
@@ -81,6 +81,53 @@ def bootstrap_interval(e: Evaluation, metric: str, seed: int = 0) -> tuple[float
             if math.isfinite(value):
                 draws.append(value)
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def paired_difference(a: Evaluation, b: Evaluation, seed: int = 0) -> tuple[float, float, float]:
+    """Kendall tau-b of ``a`` minus that of ``b`` over the networks both scored, and its 95% paired bootstrap
+    interval (the same resampled networks for both, seeded)."""
+    if not np.array_equal(a.index, b.index):
+        raise ValueError(f"{a.proxy} and {b.proxy} were not scored on the same networks")
+    mask = np.isfinite(a.scores) & np.isfinite(b.scores)
+    sa, sb, acc = a.scores[mask], b.scores[mask], a.accuracy[mask]
+    rng = np.random.default_rng(seed)
+    draws = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sps.ConstantInputWarning)  # a resample of tied scores: skipped
+        for _ in range(BOOTSTRAP):
+            i = rng.integers(0, len(acc), len(acc))
+            value = sps.kendalltau(sa[i], acc[i]).statistic - sps.kendalltau(sb[i], acc[i]).statistic
+            if math.isfinite(value):
+                draws.append(value)
+    diff = sps.kendalltau(sa, acc).statistic - sps.kendalltau(sb, acc).statistic
+    return float(diff), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def paired_section(results: dict[str, list[Evaluation]]) -> list[str]:
+    """The first proxy against the best baseline of each task and against params, with paired intervals (no
+    lines when the first proxy is itself a baseline or there is no baseline beside it)."""
+    first = next(iter(results.values()))
+    baselines = set(proxies.names())
+    if first[0].proxy in baselines or not any(e.proxy in baselines for e in first[1:]):
+        return []
+    lines = ["## Paired differences", "",
+             f"Kendall tau-b of `{first[0].proxy}` minus a baseline's over the networks both scored, with a 95% "
+             f"paired bootstrap interval ({BOOTSTRAP} resamples of the networks, the same for both proxies): an "
+             "interval that holds 0 is a difference these networks do not resolve.", "",
+             "| task | against the best baseline | against `params` |", "|---|---|---|"]
+    for task, evals in results.items():
+        ours, others = evals[0], [e for e in evals[1:] if e.proxy in baselines]
+        best = max(others, key=lambda e: e.kendall_tau if math.isfinite(e.kendall_tau) else -math.inf)
+        cells = []
+        for column, other in enumerate((best, next((e for e in others if e.proxy == "params"), None))):
+            if other is None:
+                cells.append("")
+                continue
+            diff, lo, hi = paired_difference(ours, other)
+            cells.append(f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if column else f" (`{other.proxy}`)"))
+        name = task.split(":", 1)[1] if task.startswith(("nb201:", "nds:")) else task  # nb101:cifar10 stays whole
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int) -> str:
@@ -270,4 +317,4 @@ def heldout_report(results: dict[str, list[Evaluation]], command: str, run: str,
         protocol_table(results, data_dir),
         "",
     ]
-    return "\n".join(parts + metric_sections(results)) + "\n"
+    return "\n".join(parts + metric_sections(results) + paired_section(results)) + "\n"
