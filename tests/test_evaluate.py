@@ -314,4 +314,11 @@ def test_command_compares_proxies_and_writes_tables(data_dir: Path, tmp_path: Pa
     assert all(r["networks"] == "5" and r["failed"] == "0" for r in rows)
     md = (tmp_path / "cmp.md").read_text()
     assert md.startswith("| task | proxy |") and "`params_proxy.py`" in md
+    assert "Paired differences" not in md  # PROXY is a baseline: nothing to set against the baselines
     assert math.isfinite(float(rows[1]["seconds_per_net"]))
+    assert main(["evaluate", str(proxy), "--task", SMALL_TASK, "--n", "5", "--seed", "3", "--compare", "flops,params",
+                 "--out", str(tmp_path / "mine"), "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "against the best baseline" in capsys.readouterr().out
+    paired = (tmp_path / "mine.md").read_text().split("## Paired differences")[1]
+    # the file computes params: against params it differs by nothing, in every resample
+    assert "+0.000 [+0.000, +0.000] |" in paired
