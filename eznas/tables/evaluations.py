@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -66,21 +66,26 @@ def summary(e: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def _bootstrap(statistic: Callable[[np.ndarray], float], n: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of ``statistic(resampled indices)`` over `BOOTSTRAP` resamples of ``n`` networks
+    (seeded); a resample where it is undefined (tied scores) is skipped."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sps.ConstantInputWarning)
+        for _ in range(BOOTSTRAP):
+            value = statistic(rng.integers(0, n, n))
+            if math.isfinite(value):
+                draws.append(value)
+    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
 def bootstrap_interval(e: Evaluation, metric: str, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of a correlation over the finite scores (seeded)."""
     mask = np.isfinite(e.scores)
     s, a = e.scores[mask], e.accuracy[mask]
-    rng = np.random.default_rng(seed)
     stat = sps.kendalltau if metric == "kendall_tau" else sps.spearmanr
-    draws = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sps.ConstantInputWarning)  # a resample of tied scores: skipped
-        for _ in range(BOOTSTRAP):
-            i = rng.integers(0, len(s), len(s))
-            value = stat(s[i], a[i]).statistic
-            if math.isfinite(value):
-                draws.append(value)
-    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+    return _bootstrap(lambda i: stat(s[i], a[i]).statistic, len(s), seed)
 
 
 def paired_difference(a: Evaluation, b: Evaluation, seed: int = 0) -> tuple[float, float, float]:
@@ -90,17 +95,11 @@ def paired_difference(a: Evaluation, b: Evaluation, seed: int = 0) -> tuple[floa
         raise ValueError(f"{a.proxy} and {b.proxy} were not scored on the same networks")
     mask = np.isfinite(a.scores) & np.isfinite(b.scores)
     sa, sb, acc = a.scores[mask], b.scores[mask], a.accuracy[mask]
-    rng = np.random.default_rng(seed)
-    draws = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sps.ConstantInputWarning)  # a resample of tied scores: skipped
-        for _ in range(BOOTSTRAP):
-            i = rng.integers(0, len(acc), len(acc))
-            value = sps.kendalltau(sa[i], acc[i]).statistic - sps.kendalltau(sb[i], acc[i]).statistic
-            if math.isfinite(value):
-                draws.append(value)
-    diff = sps.kendalltau(sa, acc).statistic - sps.kendalltau(sb, acc).statistic
-    return float(diff), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+    def difference(i: np.ndarray) -> float:
+        return sps.kendalltau(sa[i], acc[i]).statistic - sps.kendalltau(sb[i], acc[i]).statistic
+
+    return (float(difference(np.arange(len(acc)))), *_bootstrap(difference, len(acc), seed))
 
 
 def paired_section(results: dict[str, list[Evaluation]]) -> list[str]:
