@@ -343,7 +343,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from eznas.evaluate import evaluate
     from eznas.files import write_atomic
-    from eznas.tables.evaluations import csv_table, markdown_table, paired_section, summary
+    from eznas.tables.evaluations import csv_table, markdown_table, paired_section, paired_table, summary
     from eznas.tasks import parse_task
 
     proxy_args = [args.proxy] + [p for p in (args.compare or "").split(",") if p.strip()]
@@ -353,14 +353,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                        args.exclude_run, args.data_dir, args.cache_dir, scores_dir=args.scores_dir)
     for e in results:
         print(summary(e))
-    paired = paired_section({args.task: results})  # PROXY against the best baseline and params, if compared
+    paired = paired_table({args.task: results})  # PROXY against the best baseline and params, if compared
     if paired:
-        print("\n".join(["", f"tau of {results[0].proxy} minus a baseline's, 95% paired bootstrap interval:",
-                         *paired[4:]]))  # the section's table; its title and explanation go to the .md
+        print("\n".join(["", f"tau of {results[0].proxy} minus a baseline's, 95% paired bootstrap interval:", *paired]))
     prefix = args.out or (f"compare_{parse_task(args.task).name.replace(':', '_')}" if args.compare else None)
     if prefix:
         md, csv_path = Path(f"{prefix}.md"), Path(f"{prefix}.csv")
-        write_atomic(md, "\n".join([markdown_table(results), "", *paired]) + "\n", fix="choose another --out prefix")
+        section = paired_section(results[0].proxy, paired)
+        write_atomic(md, "\n".join([markdown_table(results), "", *section]) + "\n", fix="choose another --out prefix")
         write_atomic(csv_path, csv_table(results), fix="choose another --out prefix")
         print(f"wrote {md} and {csv_path}")
     return 0

@@ -15,7 +15,7 @@ from eznas.evaluate import Evaluation
 from eznas.search import SearchResult
 from eznas.tables import csv_text, format_number
 from eznas.tables.evaluations import (bootstrap_interval, csv_table, markdown_table, metric_table, paired_difference,
-                                      paired_section, reference_section, summary)
+                                      paired_section, paired_table, reference_section, summary)
 from eznas.tables.runs import front_csv, table, versus_table
 from eznas.tables.searches import summarise
 
@@ -170,8 +170,10 @@ def test_a_paired_difference_uses_the_networks_both_scored() -> None:
 def test_the_paired_section_sets_the_first_proxy_against_the_best_baseline_and_params() -> None:
     results = {task: [_evaluation("mine.json", task, 3.0), _evaluation("params", task, 20.0, seed=1),
                       _evaluation("naswot", task, 10.0, seed=2)] for task in ("nb201:cifar10", "nb101:cifar10")}
-    lines = paired_section(results)
-    rows = [line for line in lines if line.startswith("| cifar10") or line.startswith("| nb101:cifar10")]
+    lines = paired_section("mine.json", paired_table(results))
+    # two tasks that share a dataset keep their whole ids, as in every other table of the report
+    rows = [line for line in lines if line.startswith("| nb201:cifar10") or line.startswith("| nb101:cifar10")]
     assert len(rows) == 2 and all("(`naswot`)" in row and row.count("[") == 2 for row in rows)
     assert "`mine.json`" in "\n".join(lines)
-    assert paired_section({t: evals[1:] for t, evals in results.items()}) == []  # the first is a baseline
+    assert paired_table({t: evals[1:] for t, evals in results.items()}) == []  # the first is a baseline
+    assert paired_section("mine.json", []) == []

@@ -102,40 +102,48 @@ def paired_difference(a: Evaluation, b: Evaluation, seed: int = 0) -> tuple[floa
     return (float(difference(np.arange(len(acc)))), *_bootstrap(difference, len(acc), seed))
 
 
-def paired_section(results: dict[str, list[Evaluation]]) -> list[str]:
-    """The first proxy against the best baseline of each task and against params, with paired intervals (no
-    lines when the first proxy is itself a baseline or there is no baseline beside it)."""
+def task_labels(tasks: Sequence[str]) -> list[str]:
+    """Tasks as table labels: without their space, unless two would then read alike (nb101:cifar10 beside
+    nb301:cifar10), when every task keeps its whole id."""
+    short = [t.split(":", 1)[1] for t in tasks]
+    return list(tasks) if len(set(short)) < len(short) else short
+
+
+def paired_table(results: dict[str, list[Evaluation]]) -> list[str]:
+    """Markdown lines: per task, the first proxy's `paired_difference` to the best baseline and to params ([] when
+    the first proxy is itself a baseline or there is no baseline beside it)."""
     first = next(iter(results.values()))
     baselines = set(proxies.names())
     if first[0].proxy in baselines or not any(e.proxy in baselines for e in first[1:]):
         return []
-    lines = ["## Paired differences", "",
-             f"Kendall tau-b of `{first[0].proxy}` minus a baseline's over the networks both scored, with a 95% "
-             f"paired bootstrap interval ({BOOTSTRAP} resamples of the networks, the same for both proxies): an "
-             "interval that holds 0 is a difference these networks do not resolve.", "",
-             "| task | against the best baseline | against `params` |", "|---|---|---|"]
-    for task, evals in results.items():
+    lines = ["| task | against the best baseline | against `params` |", "|---|---|---|"]
+    for label, evals in zip(task_labels(list(results)), results.values()):
         ours, others = evals[0], [e for e in evals[1:] if e.proxy in baselines]
         best = max(others, key=lambda e: e.kendall_tau if math.isfinite(e.kendall_tau) else -math.inf)
-        cells = []
-        for column, other in enumerate((best, next((e for e in others if e.proxy == "params"), None))):
-            if other is None:
-                cells.append("")
-                continue
-            diff, lo, hi = paired_difference(ours, other)
-            cells.append(f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if column else f" (`{other.proxy}`)"))
-        name = task.split(":", 1)[1] if task.startswith(("nb201:", "nds:")) else task  # nb101:cifar10 stays whole
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
+        params = next((e for e in others if e.proxy == "params"), None)
+        diffs = {e.proxy: paired_difference(ours, e) for e in (best, params) if e is not None}  # once if best is params
+
+        def cell(e: Evaluation | None) -> str:
+            return "" if e is None else "{:+.3f} [{:+.3f}, {:+.3f}]".format(*diffs[e.proxy])
+
+        lines.append(f"| {label} | {cell(best)} (`{best.proxy}`) | {cell(params)} |")
+    return lines
+
+
+def paired_section(proxy: str, table: Sequence[str]) -> list[str]:
+    """`paired_table`'s lines for ``proxy`` as a titled, explained report section ([] for no table)."""
+    if not table:
+        return []
+    return ["## Paired differences", "",
+            f"Kendall tau-b of `{proxy}` minus a baseline's over the networks both scored, with a 95% paired "
+            f"bootstrap interval ({BOOTSTRAP} resamples of the networks, the same for both proxies): an interval "
+            "that holds 0 is a difference these networks do not resolve.", "", *table, ""]
 
 
 def metric_table(results: dict[str, list[Evaluation]], metric: str, digits: int) -> str:
     """Proxies as rows, tasks as columns; a cell with failures shows their count in brackets."""
     tasks = list(results)
-    short = [t.split(":", 1)[1] for t in tasks]
-    if len(set(short)) < len(short):  # nb101:cifar10 beside nb301:cifar10: the whole id tells them apart
-        short = tasks
-    lines = ["| proxy | " + " | ".join(short) + " |", "|---|" + "---:|" * len(tasks)]
+    lines = ["| proxy | " + " | ".join(task_labels(tasks)) + " |", "|---|" + "---:|" * len(tasks)]
     for i, name in enumerate(e.proxy for e in results[tasks[0]]):
         cells = []
         for t in tasks:
@@ -316,4 +324,5 @@ def heldout_report(results: dict[str, list[Evaluation]], command: str, run: str,
         protocol_table(results, data_dir),
         "",
     ]
-    return "\n".join(parts + metric_sections(results) + paired_section(results)) + "\n"
+    paired = paired_section(next(iter(results.values()))[0].proxy, paired_table(results))
+    return "\n".join(parts + metric_sections(results) + paired) + "\n"
